@@ -1,0 +1,1 @@
+"""bloomkit's device side: light enough for a Raspberry Pi, and never imports TensorFlow."""

@@ -1,0 +1,75 @@
+"""Image decoding and preprocessing, shared by training, evaluation, int8 calibration and the device.
+
+Every path that feeds a model goes through these functions, so the device sees exactly what training
+saw. The recipe is the one the TFLite Task Library and MediaPipe apply at inference: the whole image
+(no crop), a plain bilinear resize to the input size, then the normalization the metadata names.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Sequence, Union
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from device.errors import UserError
+
+ImageSource = Union[str, os.PathLike, bytes]
+
+
+class ImageError(UserError):
+    """A file that is not a readable image; the message is one line naming the reason."""
+
+
+def decode(source: ImageSource) -> np.ndarray:
+    """Decode a JPEG, PNG, BMP, GIF (first frame), WebP or TIFF into an H×W×3 uint8 RGB array.
+
+    EXIF rotation is applied, and grayscale, palette, CMYK and alpha images all come out as RGB.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                image.seek(0)
+                image = ImageOps.exif_transpose(image)
+                rgb = np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:
+        raise ImageError(f"unreadable image ({_one_line(error)})") from None
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageError("empty image")
+    return rgb
+
+
+def resize(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Bilinear-resize an H×W×3 image to `size` = (height, width), keeping the whole frame."""
+    height, width = int(size[0]), int(size[1])
+    if image.shape[:2] == (height, width):
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Map uint8 pixels to the model's float input: (pixel − mean) / std, per channel or for all."""
+    mean_array = np.asarray(mean, dtype=np.float32)
+    std_array = np.asarray(std, dtype=np.float32)
+    return (image.astype(np.float32) - mean_array) / std_array
+
+
+def load(source: ImageSource, size: Sequence[int]) -> np.ndarray:
+    """Decode and resize in one step: the uint8 RGB pixels a model of input `size` sees."""
+    return resize(decode(source), size)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or error.__class__.__name__

@@ -1,0 +1,52 @@
+"""Fixtures every area shares: real flower photos, the reference model, and CI strictness."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PER_CLASS = 100
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer's machine, fail in CI: CI must have every system dependency."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def flowers_dir(tmp_path_factory) -> Path:
+    """500 real flower photos, 100 per class: ../shared's copy, else the same pick from flower_photos."""
+    shared = SHARED / "data" / "flowers-mini"
+    if shared.is_dir():
+        return shared
+    from trainer.datasets import DatasetUnavailable, flower_photos
+
+    try:
+        full = flower_photos(download=True)
+    except DatasetUnavailable as error:
+        require(False, str(error))
+    mini = tmp_path_factory.mktemp("flowers-mini")
+    for label_dir in sorted(p for p in full.iterdir() if p.is_dir()):
+        photos = sorted(label_dir.glob("*.jpg"), key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+        (mini / label_dir.name).mkdir()
+        for photo in photos[:PER_CLASS]:
+            shutil.copy(photo, mini / label_dir.name / photo.name)
+    return mini
+
+
+@pytest.fixture(scope="session")
+def reference_model() -> Path:
+    """The int8 flowers model the real TFLite Model Maker 0.4.3 exported (only in ../shared)."""
+    path = SHARED / "models" / "model-maker-flowers-int8.tflite"
+    require(path.is_file(), f"reference model not found at {path}")
+    return path
