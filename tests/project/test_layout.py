@@ -1,0 +1,44 @@
+"""The promises the repository itself makes: a light device package, and CI running the README's command."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_no_device_module_imports_tensorflow():
+    modules = sorted(
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for path in (REPO / "device").rglob("*.py")
+    )
+    assert "device.imaging" in modules
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"device imports TensorFlow via: {result.stdout.strip()}"
+
+
+def _readme_commands() -> list[str]:
+    block = re.search(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md has no ```sh quick-start block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_quick_start_is_two_commands_train_then_test():
+    train, test = _readme_commands()
+    assert "trainer train" in train
+    assert "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert _readme_commands()[1] in ci
