@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from device.errors import UserError
 
 ImageSource = Union[str, os.PathLike, bytes]
+_EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(UserError):
@@ -34,8 +35,9 @@ def decode(source: ImageSource) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 image.seek(0)
-                image = ImageOps.exif_transpose(image)
-                rgb = np.asarray(image.convert("RGB"))
+                if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # skip exif_transpose's copy when upright
+                    image = ImageOps.exif_transpose(image)
+                rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except FileNotFoundError:
         raise ImageError("file not found") from None
     except IsADirectoryError:

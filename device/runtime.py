@@ -1,0 +1,104 @@
+"""The TFLite interpreter the device runs on: LiteRT, else tflite-runtime, else TensorFlow's own.
+
+TensorFlow is only a workstation fallback (when neither Pi runtime is installed); it is imported
+here and nowhere else in `device`, and only when it is the interpreter actually used.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Iterator, NamedTuple
+
+from device.errors import UserError
+
+
+class RuntimeMissingError(UserError):
+    """No TFLite interpreter is installed."""
+
+
+class ModelLoadError(UserError):
+    """The interpreter refused the model (not a flatbuffer, an unsupported op, …)."""
+
+
+class _Runtime(NamedTuple):
+    package: str      # the distribution to pip install
+    top_level: str    # its import name, probed without importing it
+    module: str       # the module holding `Interpreter`
+
+
+_RUNTIMES = (
+    _Runtime("ai-edge-litert", "ai_edge_litert", "ai_edge_litert.interpreter"),
+    _Runtime("tflite-runtime", "tflite_runtime", "tflite_runtime.interpreter"),
+    _Runtime("tensorflow", "tensorflow", "tensorflow.lite"),
+)
+
+
+def _runtime() -> _Runtime:
+    for runtime in _RUNTIMES:
+        if importlib.util.find_spec(runtime.top_level) is not None:
+            return runtime
+    raise RuntimeMissingError(
+        "no TFLite runtime installed: pip install 'bloomkit[device]' (ai-edge-litert), "
+        "or 'bloomkit[device-legacy]' (tflite-runtime) on older Pis")
+
+
+def runtime_name() -> str:
+    """The runtime `load_interpreter` would use and its version, e.g. "ai-edge-litert 2.3.0"."""
+    runtime = _runtime()
+    try:
+        return f"{runtime.package} {version(runtime.package)}"
+    except PackageNotFoundError:
+        return runtime.package
+
+
+def default_threads() -> int:
+    """One interpreter thread per core this process may use (LiteRT's own default is 1)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load_interpreter(model: bytes | str | os.PathLike, threads: int | None = None) -> Any:
+    """A ready (tensors allocated) interpreter for a model (its bytes or its path), on `threads` threads."""
+    if not isinstance(model, bytes):
+        with open(model, "rb") as file:
+            model = file.read()
+    threads = default_threads() if threads is None else threads
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, not {threads}")
+    interpreter_class = importlib.import_module(_runtime().module).Interpreter
+    try:
+        with _native_info_silenced():
+            interpreter = interpreter_class(model_content=model, num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"the TFLite runtime cannot load the model: {' '.join(str(error).split())}") from None
+    return interpreter
+
+
+@contextlib.contextmanager
+def _native_info_silenced() -> Iterator[None]:
+    """Drop the runtime's native "INFO: Created TensorFlow Lite XNNPACK delegate" lines; keep the rest."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if not line.startswith("INFO:"):
+                    print(line, file=sys.stderr)
