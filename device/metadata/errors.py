@@ -1,0 +1,30 @@
+"""What can be wrong with a model file, one type each; all are one-line `UserError`s."""
+from device.errors import UserError
+
+
+class MetadataError(UserError):
+    """A model file whose TFLite Metadata cannot be read or written."""
+
+
+class NotTFLiteError(MetadataError):
+    """Not a TFLite model: no `TFL3` identifier, or a structure no interpreter would load."""
+
+
+class TruncatedModelError(MetadataError):
+    """An offset or length points past the end of the file: it was cut short (or corrupted)."""
+
+
+class NoMetadataError(MetadataError):
+    """The model carries no labels in metadata, and no labels file was named."""
+
+
+class LabelsMismatchError(MetadataError):
+    """The number of labels differs from the number of scores the model outputs."""
+
+
+class MalformedMetadataError(MetadataError):
+    """The model's TFLITE_METADATA buffer or its archive of associated files is broken."""
+
+
+class UnsupportedModelError(MetadataError):
+    """A valid model the writer cannot rewrite (buffers stored outside the FlatBuffer, newer schema)."""
