@@ -1,0 +1,57 @@
+"""`device run`: classify camera frames live, with a live page, JSON Lines, and hot model reload."""
+from __future__ import annotations
+
+import argparse
+
+from device.daemon.config import add_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="classify camera frames live (the service fab deploy installs)",
+        description="Classify the newest camera frame over and over; serve a live page, /api/latest, /healthz "
+                    "and /metrics; reload the model when its file is replaced. SIGTERM stops it cleanly.")
+    add_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import functools
+    import logging
+    import signal
+    import sys
+
+    from device.classifier import Classifier
+    from device.daemon.config import resolve
+    from device.daemon.loop import Daemon
+    from device.daemon.models import ModelWatcher
+    from device.daemon.server import LiveServer
+    from device.daemon.sources import default_source, open_source
+
+    settings = resolve(args)
+    logging.basicConfig(format="device run: %(message)s", level=logging.INFO, stream=sys.stderr)
+    log = logging.getLogger("device.daemon")
+    load = functools.partial(Classifier, labels_file=settings.labels, threads=settings.threads, top_k=settings.top_k,
+                             score_threshold=settings.threshold, allow=settings.allow, deny=settings.deny)
+    models = ModelWatcher(settings.model, load)
+    source = open_source(settings.source or default_source(), models.classifier.input_size,
+                         settings.source_fps, settings.loop)
+    try:
+        daemon = Daemon(settings, source, models)
+        server = LiveServer(settings.http_address, daemon) if settings.http_address else None
+    except BaseException:
+        source.close()
+        raise
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: daemon.stop())
+    if server:
+        server.start()
+        log.info("live page on http://%s:%d/", settings.http_address[0], server.port)
+    log.info("classifying %s with %s (sha256 %s)", source.name, settings.model, models.classifier.model_sha256[:12])
+    try:
+        daemon.run()
+    finally:
+        if server:
+            server.close()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,106 @@
+"""The capture thread and the one-frame mailbox between it and inference (the latest frame wins)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from device.daemon.sources import Frame, FrameSource, FrameUnavailable
+
+log = logging.getLogger("device.daemon")
+
+FIRST_RETRY_S = 0.25
+LAST_RETRY_S = 5.0
+
+
+class LatestFrame:
+    """Holds only the newest frame: a frame nobody took before the next one arrived is dropped (and counted),
+    so inference always sees the present, never a queue of the past."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._frame: Frame | None = None
+        self._fresh = False
+        self.received = 0
+        self.dropped = 0
+        self.last_received: float | None = None  # time.monotonic() of the newest frame
+
+    def put(self, frame: Frame) -> None:
+        with self._changed:
+            if self._fresh:
+                self.dropped += 1
+            self._frame, self._fresh = frame, True
+            self.received += 1
+            self.last_received = time.monotonic()
+            self._changed.notify_all()
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest frame not taken yet, waiting up to `timeout` seconds for one; None if none came."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._fresh, timeout):
+                return None
+            self._fresh = False
+            self._changed.notify_all()
+            return self._frame
+
+    def wait_taken(self, timeout: float) -> bool:
+        """Wait until the newest frame was taken (for sources that make frames on demand)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._fresh, timeout)
+
+    def peek(self) -> tuple[int, Frame | None]:
+        """The newest frame, taken or not, with its sequence number (for the live view)."""
+        with self._changed:
+            return self.received, self._frame
+
+
+class Capture(threading.Thread):
+    """Reads frames from the source into a `LatestFrame`, pacing them and retrying a stalled source with back-off."""
+
+    def __init__(self, source: FrameSource, slot: LatestFrame) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.source = source
+        self.slot = slot
+        self.problem: str | None = None  # why no frames are coming, while that is so
+        self._stop_event = threading.Event()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop_event.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        retry_in = FIRST_RETRY_S
+        due = time.monotonic()
+        stopping = self._stop_event
+        while not stopping.is_set():
+            if self.source.on_demand and not self.slot.wait_taken(0.2):
+                continue
+            if self.source.interval:
+                due = max(due + self.source.interval, time.monotonic())
+                if stopping.wait(due - time.monotonic()):
+                    break
+            try:
+                frame = self.source.read()
+            except FrameUnavailable as error:
+                self._report(str(error))
+                if stopping.wait(retry_in):
+                    break
+                retry_in = min(retry_in * 2, LAST_RETRY_S)
+                self._reconnect()
+                continue
+            if self.problem is not None:
+                log.info("source %s: frames are flowing again", self.source.name)
+                self.problem = None
+            retry_in = FIRST_RETRY_S
+            self.slot.put(frame)
+
+    def _report(self, problem: str) -> None:
+        if problem != self.problem:
+            log.warning("source %s: %s; retrying", self.source.name, problem)
+        self.problem = problem
+
+    def _reconnect(self) -> None:
+        try:
+            self.source.reconnect()
+        except Exception as error:  # a driver can fail in any way while a camera is gone
+            self._report(f"reconnecting failed ({' '.join(str(error).split()) or error.__class__.__name__})")

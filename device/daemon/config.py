@@ -1,0 +1,177 @@
+"""`device run`'s options: one list for the command line and the config file (TOML or YAML).
+
+A config file takes the same names as the flags (`top_k` or `top-k`); flags given on the command line
+win over the file, and the file over the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from device.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Raspberry Pi OS Bookworm has 3.11; older systems use the tomli backport
+    import tomli as tomllib
+
+
+class ConfigError(UserError):
+    """A config file or option value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `device run` needs to know, after the config file and the flags are merged."""
+
+    model: Path
+    labels: Path | None = None
+    source: str | None = None  # None: picamera2 when installed, else opencv:0
+    source_fps: float = 0.0
+    loop: bool = False
+    threads: int | None = None
+    top_k: int = 3
+    threshold: float = 0.0
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] | None = None
+    smooth: int = 0
+    ema: float | None = None
+    jsonl: str | None = None
+    on_change: bool = False
+    http: str = "127.0.0.1:8080"
+    stream_fps: float = 10.0
+    max_frame_gap: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.smooth and self.ema is not None:
+            raise ConfigError("--smooth and --ema are two ways to smooth: pick one")
+        if self.ema is not None and not 0.0 < self.ema <= 1.0:
+            raise ConfigError(f"--ema {self.ema}: alpha must be in (0, 1]")
+        if self.top_k < 1:
+            raise ConfigError(f"--top-k {self.top_k}: must be at least 1")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"--threshold {self.threshold}: must be between 0 and 1")
+        for name in ("smooth", "source_fps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
+        for name in ("stream_fps", "max_frame_gap"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be at least 1")
+        if self.http != "off":
+            http_address(self.http)
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        return None if self.http == "off" else http_address(self.http)
+
+
+def http_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--http {text}: expected HOST:PORT, as in 127.0.0.1:8080 (or off)")
+    return host.strip("[]"), int(port)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of `device run`; every default is None so that a flag given can be told from one not given."""
+    parser.add_argument("--model", type=Path, help="the .tflite model (replacing the file reloads it live)")
+    parser.add_argument("--labels", type=Path, help="a labels file, for a model without metadata")
+    parser.add_argument("--source", help="picamera2[:N] (default when installed), opencv:N, a video file, "
+                                         "an rtsp:// or http:// URL, or folder:DIR (images replayed in a loop)")
+    parser.add_argument("--source-fps", type=float, metavar="N",
+                        help="frames per second for a folder or video (0: a folder as fast as inference goes)")
+    parser.add_argument("--loop", action="store_true", default=None, help="replay a video file when it ends")
+    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    parser.add_argument("--top-k", type=int, metavar="K", help="labels per result (default 3)")
+    parser.add_argument("--threshold", type=float, metavar="SCORE", help="leave out labels scoring below this")
+    parser.add_argument("--allow", nargs="+", metavar="LABEL", help="only these labels")
+    parser.add_argument("--deny", nargs="+", metavar="LABEL", help="never these labels")
+    parser.add_argument("--smooth", type=int, metavar="N", help="average the scores of the last N frames")
+    parser.add_argument("--ema", type=float, metavar="ALPHA", help="exponential moving average of the scores")
+    parser.add_argument("--jsonl", metavar="PATH", help="write results as JSON Lines to PATH (- for stdout)")
+    parser.add_argument("--on-change", action="store_true", default=None,
+                        help="write a result only when the top label changes")
+    parser.add_argument("--http", metavar="HOST:PORT", help="live page and API address (default 127.0.0.1:8080; off)")
+    parser.add_argument("--stream-fps", type=float, metavar="N", help="frame rate cap of the live view (default 10)")
+    parser.add_argument("--max-frame-gap", type=float, metavar="SECONDS",
+                        help="exit with an error after this long without frames (default 30)")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
+
+
+def resolve(args: argparse.Namespace) -> Settings:
+    """Merge the flags given, the config file and the defaults into `Settings`."""
+    merged = _from_file(args.config) if args.config else {}
+    merged.update({name: value for name, value in vars(args).items() if value is not None})
+    values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
+    if "model" not in values:
+        raise ConfigError("no model: give --model FILE (or `model` in the config file)")
+    for name in ("allow", "deny"):
+        if name in values:
+            values[name] = tuple(values[name])
+    return Settings(**values)
+
+
+class _FileParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit
+        raise ConfigError(message)
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    """Read a config file and check its values with the same parser as the flags."""
+    raw = _read(path)
+    parser = _FileParser(prog=str(path), add_help=False)
+    add_options(parser)
+    known = {action.dest: action for action in parser._actions}
+    argv: list[str] = []
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in known or name == "config":
+            raise ConfigError(f"config {path}: unknown option {key!r}")
+        flag = known[name].option_strings[0]
+        if isinstance(known[name], argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise ConfigError(f"config {path}: {key} must be true or false")
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [f"{flag}={value}"]
+    try:
+        parsed = parser.parse_args(argv)
+    except ConfigError as error:
+        raise ConfigError(f"config {path}: {error}") from None
+    return {name: value for name, value in vars(parsed).items() if value is not None}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config {path}: name it .toml, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"config {path}: {error.strerror}") from None
+    if suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config {path}: not valid TOML ({_one_line(error)})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config {path}: not valid YAML ({_one_line(error)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected option = value pairs at the top level")
+    return data
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or error.__class__.__name__

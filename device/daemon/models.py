@@ -1,0 +1,65 @@
+"""The model in use, and its hot reload when the file is replaced (a deploy's atomic rename or symlink switch)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from device.classifier import Classifier
+
+log = logging.getLogger("device.daemon")
+
+Signature = tuple[int, int, int, int]
+
+
+def file_signature(path: str | os.PathLike) -> Signature | None:
+    """What changes when a file is replaced: device, inode, size, mtime (following symlinks); None if missing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class ModelWatcher:
+    """Holds the current classifier and swaps in the file's new model between frames.
+
+    A new file that fails to load is logged once and the old model kept; it is tried again only when
+    the file changes again.
+    """
+
+    def __init__(self, path: str | os.PathLike, load: Callable[[str], Classifier], check_every_s: float = 1.0) -> None:
+        self.path = os.fspath(path)
+        self._load = load
+        self._check_every_s = check_every_s
+        self._signature = file_signature(self.path)
+        self.classifier = load(self.path)
+        self._rejected: Signature | None = None
+        self._checked = time.monotonic()
+        self.reloads = 0
+        self.failed_reloads = 0
+
+    def reload_if_changed(self) -> bool:
+        """Load the model again if its file changed since the last look; True if the model was swapped."""
+        now = time.monotonic()
+        if now - self._checked < self._check_every_s:
+            return False
+        self._checked = now
+        signature = file_signature(self.path)
+        if signature is None or signature in (self._signature, self._rejected):
+            return False
+        try:
+            classifier = self._load(self.path)
+        except Exception as error:  # any failure to load must leave the running model in place
+            self._rejected = signature
+            self.failed_reloads += 1
+            reason = " ".join(str(error).split()) or error.__class__.__name__
+            log.warning("model %s changed but does not load (%s); keeping sha256 %s",
+                        self.path, reason, self.classifier.model_sha256[:12])
+            return False
+        self.classifier, self._signature, self._rejected = classifier, signature, None
+        self.reloads += 1
+        log.info("model %s reloaded: sha256 %s", self.path, classifier.model_sha256[:12])
+        return True
