@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import importlib
 
-# public name -> module that defines it (filled in by the trainer modules as they land)
-_LAZY = {}
+# public name -> module that defines it
+_LAZY = {
+    "DataLoader": "trainer.data",
+    "image_classifier": "trainer.image_classifier",
+    "model_spec": "trainer.model_spec",
+    "QuantizationConfig": "trainer.quantization",
+    "ExportFormat": "trainer.export",
+}
 
 
 def __getattr__(name: str):

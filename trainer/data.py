@@ -1,0 +1,164 @@
+"""`DataLoader`: a folder of labelled photos, checked once, split per label, streamed through `tf.data`.
+
+Listing and checking the folder needs no TensorFlow (so `trainer evaluate` runs without it); only
+`dataset()` builds a pipeline. Pixels always come from `device.imaging`, as on the device.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from device import imaging
+from device.errors import UserError
+
+MAX_LISTED_SKIPS = 10
+
+
+class DataError(UserError):
+    """A data folder that cannot be trained or evaluated on."""
+
+
+class SkippedFilesWarning(UserWarning):
+    """Some files in a data folder are not readable images and were left out."""
+
+
+class DataLoader:
+    """Labelled image files: `index_to_label[i]` names label `i`; `size` files, in a fixed shuffled order."""
+
+    def __init__(self, items: Sequence[tuple[str, int]], index_to_label: Sequence[str],
+                 skipped: Sequence[tuple[str, str]] = ()):
+        self.items = list(items)
+        self.index_to_label = list(index_to_label)
+        self.skipped = list(skipped)  # (path, reason) of every file left out when loading
+
+    @classmethod
+    def from_folder(cls, filename: str | os.PathLike, shuffle: bool = True, seed: int = 0) -> "DataLoader":
+        """Load one sub-folder per label (labels sorted by name), skipping files that are not images.
+
+        Unreadable files are reported in one `SkippedFilesWarning`; hidden files are ignored.
+        """
+        root = Path(filename)
+        if not root.is_dir():
+            raise DataError(f"data folder not found: {root}")
+        label_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if len(label_dirs) < 2:
+            raise DataError(f"{root} needs one sub-folder per label and at least two labels, "
+                            f"found {len(label_dirs)}")
+        files = [(path, index) for index, label_dir in enumerate(label_dirs)
+                 for path in sorted(label_dir.rglob("*"))
+                 if path.is_file() and not path.name.startswith(".")]
+        problems = _check_images([path for path, _ in files])
+        items = [(str(path), index) for (path, index), problem in zip(files, problems) if problem is None]
+        skipped = [(str(path.relative_to(root)), problem)
+                   for (path, _), problem in zip(files, problems) if problem is not None]
+        if skipped:
+            warnings.warn(SkippedFilesWarning(_skipped_message(skipped, len(files))), stacklevel=2)
+        counts = np.bincount([index for _, index in items], minlength=len(label_dirs))
+        empty = [label_dirs[i].name for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise DataError(f"no readable images for label(s) {', '.join(empty)} in {root}")
+        if shuffle:
+            random.Random(seed).shuffle(items)
+        return cls(items, [p.name for p in label_dirs], skipped)
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index_to_label)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label index of every item, in order."""
+        return np.array([index for _, index in self.items], dtype=np.int64)
+
+    def split(self, fraction: float, seed: int = 0) -> tuple["DataLoader", "DataLoader"]:
+        """Split into (first, rest) with `fraction` of each label's images in `first`, reproducibly.
+
+        Both parts keep this loader's order, so the labels stay mixed.
+        """
+        if not 0 < fraction < 1:
+            raise DataError(f"the split fraction must be between 0 and 1, got {fraction}")
+        rng = np.random.default_rng(seed)
+        labels = self.labels
+        in_first = np.zeros(len(labels), dtype=bool)
+        for label in range(self.num_classes):
+            members = np.flatnonzero(labels == label)
+            in_first[rng.permutation(members)[: round(len(members) * fraction)]] = True
+        first = [item for item, chosen in zip(self.items, in_first) if chosen]
+        rest = [item for item, chosen in zip(self.items, in_first) if not chosen]
+        return (DataLoader(first, self.index_to_label, self.skipped),
+                DataLoader(rest, self.index_to_label, self.skipped))
+
+    def dataset(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
+                batch_size: int | None = None, one_hot: bool = True,
+                augment: Callable | None = None, shuffle_seed: int | None = None):
+        """A `tf.data.Dataset` of (normalized float image, label): decoded in parallel, never all at once.
+
+        `augment` maps a batch of normalized images to augmented ones; `shuffle_seed` shuffles every
+        pass over the data (reproducibly).
+        """
+        import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+        import tensorflow as tf
+
+        height, width = int(size[0]), int(size[1])
+
+        def load(path: bytes) -> np.ndarray:
+            return imaging.normalize(imaging.load(path.decode(), (height, width)), mean, std)
+
+        def load_in_graph(path, label):
+            image = tf.numpy_function(load, [path], tf.float32, stateful=False)
+            image.set_shape((height, width, 3))
+            return image, (tf.one_hot(label, self.num_classes) if one_hot else label)
+
+        paths = [path for path, _ in self.items]
+        ds = tf.data.Dataset.from_tensor_slices((paths, self.labels))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.map(load_in_graph, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if batch_size:
+            ds = ds.batch(batch_size)
+            if augment is not None:
+                ds = ds.map(lambda images, labels: (augment(images), labels),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_images(paths: Sequence[Path]) -> list[str | None]:
+    """The reason each file is not a readable image, or None: a cheap reduced-size decode, in threads."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(tqdm(pool.map(_image_problem, paths), total=len(paths), desc="Checking images",
+                         unit="img", disable=None, leave=False))
+
+
+def _image_problem(path: Path) -> str | None:
+    if path.stat().st_size == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale, still reading every byte
+            image.load()
+    except Image.UnidentifiedImageError:
+        return "not an image"
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        return f"unreadable: {' '.join(str(error).split()) or error.__class__.__name__}"
+    return None
+
+
+def _skipped_message(skipped: Sequence[tuple[str, str]], total: int) -> str:
+    listed = ", ".join(f"{path} ({reason})" for path, reason in skipped[:MAX_LISTED_SKIPS])
+    more = f" and {len(skipped) - MAX_LISTED_SKIPS} more" if len(skipped) > MAX_LISTED_SKIPS else ""
+    return f"skipped {len(skipped)} of {total} files that are not readable images: {listed}{more}"

@@ -1,0 +1,92 @@
+"""Export formats: the .tflite with bloomkit metadata, labels.txt, and a SavedModel, all written atomically."""
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from device.metadata import read_model_info, write_metadata
+import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+import tensorflow as tf
+from trainer.quantization import QuantizationConfig
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Keep the converter's and Keras's export chatter (C++ and print) off stdout and stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
+
+
+class ExportFormat(str, enum.Enum):
+    TFLITE = "TFLITE"
+    SAVED_MODEL = "SAVED_MODEL"
+    LABEL = "LABEL"
+
+
+def convert_to_tflite(keras_model, quantization_config: QuantizationConfig | None,
+                      input_size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> bytes:
+    """Convert with `TFLiteConverter.from_keras_model`, quantized as `quantization_config` says (None: float32)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if quantization_config is not None:
+        quantization_config.get_converter_with_quantization(converter, input_size, mean, std)
+    with _silenced():
+        return converter.convert()
+
+
+def tflite_with_metadata(keras_model, labels: Sequence[str], name: str, input_size: Sequence[int],
+                         mean: Sequence[float], std: Sequence[float],
+                         quantization_config: QuantizationConfig | None, version: str = "v1") -> bytes:
+    """The finished model file: converted, labels and normalization embedded, input quantization checked."""
+    model = convert_to_tflite(keras_model, quantization_config, input_size, mean, std)
+    description = f"Identify the most prominent object in the image from a set of {len(labels)} categories."
+    model = write_metadata(model, labels, mean=mean, std=std, name=name, version=version,
+                           description=description)
+    _check_input_is_the_pixel(model, mean, std)
+    return model
+
+
+def _check_input_is_the_pixel(model: bytes, mean: Sequence[float], std: Sequence[float]) -> None:
+    """A quantized input must be quantized exactly like the normalization, so the raw uint8 pixel is the
+    input (what the Task Library and MediaPipe feed); calibration guarantees it, this proves it."""
+    tensor = read_model_info(model).input
+    if tensor.dtype not in ("uint8", "int8") or len(set(mean)) != 1 or len(set(std)) != 1:
+        return
+    expected_zero_point = round(mean[0]) - (128 if tensor.dtype == "int8" else 0)
+    if abs(tensor.scale * std[0] - 1) > 1e-5 or tensor.zero_point != expected_zero_point:
+        raise RuntimeError(
+            f"the {tensor.dtype} input is quantized with scale {tensor.scale} and zero point "
+            f"{tensor.zero_point}, not as the normalization (1/{std[0]}, {expected_zero_point})")
+
+
+def labels_text(labels: Sequence[str]) -> str:
+    return "".join(f"{label}\n" for label in labels)
+
+
+def save_saved_model(keras_model, path: str | os.PathLike) -> None:
+    """Write a TensorFlow SavedModel folder; an existing one is replaced only once the new one is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
+        staged = Path(scratch) / "saved_model"
+        with _silenced():
+            keras_model.export(str(staged), format="tf_saved_model", verbose=False)
+        if path.exists():
+            old = Path(scratch) / "old"
+            os.replace(path, old)
+        os.replace(staged, path)

@@ -1,0 +1,290 @@
+"""Model Maker's `image_classifier`: `create` a classifier from a `DataLoader`, evaluate it, export it.
+
+The classifier is the spec's backbone, then dropout and a softmax layer. With a frozen backbone and
+no augmentation (Model Maker's default) the backbone's output for an image never changes, so each
+image goes through the backbone once and the head trains on those cached features: the same model
+and the same training steps as re-running the backbone every epoch, in a fraction of the time.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from device.errors import UserError
+import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+import keras
+import tensorflow as tf
+from trainer.data import DataLoader
+from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
+from trainer.files import write_atomically
+from trainer.quantization import QuantizationConfig
+from trainer.tflite_eval import tflite_scores
+
+DEFAULT_EXPORT_FORMAT = (ExportFormat.TFLITE,)
+
+
+class TrainingError(UserError):
+    """Training cannot start with these data and settings."""
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Model Maker's hyperparameters: TF Hub's make_image_classifier defaults (its `use_hub_library` path)."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.005
+    momentum: float = 0.9
+    dropout_rate: float = 0.2
+    l2: float = 1e-4
+    label_smoothing: float = 0.1
+    train_whole_model: bool = False
+    use_hub_library: bool = True
+    warmup_steps: int | None = None
+
+
+# Model Maker's other recipe (`use_hub_library=False`): RMSprop, linear-in-batch learning rate, warm-up
+# then cosine decay.
+NON_HUB_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 0.004}
+DEFAULT_DECAY_SAMPLES = 10000 * 256
+DEFAULT_WARMUP_EPOCHS = 2
+
+
+def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_data: DataLoader | None = None,
+           batch_size: int | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
+           train_whole_model: bool | None = None, dropout_rate: float | None = None,
+           learning_rate: float | None = None, momentum: float | None = None, shuffle: bool = False,
+           use_augmentation: bool = False, use_hub_library: bool = True, warmup_steps: int | None = None,
+           model_dir: str | None = None, do_train: bool = True, *, seed: int | None = None,
+           cache_features: bool = True) -> "ImageClassifier":
+    """Build a classifier on `model_spec` (a spec or its name) and train it on `train_data`, as Model Maker did.
+
+    `seed` makes the run reproducible. `cache_features=False` re-runs the frozen backbone every epoch
+    (Model Maker's way, kept for comparison); it changes nothing when the backbone trains or images
+    are augmented, since then features change every step. `model_dir` is accepted and unused.
+    """
+    del model_dir  # Model Maker kept checkpoints there; a training here is short enough to rerun
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    if isinstance(model_spec, str):
+        from trainer import model_spec as registry
+
+        model_spec = registry.get(model_spec)
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "momentum": momentum,
+             "dropout_rate": dropout_rate, "train_whole_model": train_whole_model, "warmup_steps": warmup_steps}
+    base = HParams(use_hub_library=use_hub_library)
+    if not use_hub_library:
+        base = replace(base, **NON_HUB_DEFAULTS)
+    hparams = replace(base, **{name: value for name, value in given.items() if value is not None})
+    classifier = ImageClassifier(model_spec, train_data.index_to_label, hparams, shuffle=shuffle,
+                                 use_augmentation=use_augmentation, seed=seed)
+    if do_train:
+        classifier.train(train_data, validation_data, steps_per_epoch=steps_per_epoch, cache_features=cache_features)
+    return classifier
+
+
+class ImageClassifier:
+    """A trainable, exportable classifier: `model` is one Keras model, normalized image in, scores out."""
+
+    def __init__(self, model_spec, index_to_label: Sequence[str], hparams: HParams = HParams(),
+                 shuffle: bool = False, use_augmentation: bool = False, seed: int | None = None):
+        self.model_spec = model_spec
+        self.index_to_label = list(index_to_label)
+        self.num_classes = len(self.index_to_label)
+        self.hparams = hparams
+        self.shuffle = shuffle
+        self.use_augmentation = use_augmentation
+        self.seed = seed
+        self.history = None  # the `keras.callbacks.History` of the last training
+        self.timings: dict[str, float] = {}  # seconds spent extracting features and fitting
+        self.representative_data: DataLoader | None = None  # calibrates the default int8 export
+        self.model, self._backbone, self._head = self._build()
+        self._compile(self.model)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.model_spec.input_size)
+
+    def _build(self):
+        backbone = self.model_spec.feature_extractor()
+        backbone.trainable = self.hparams.train_whole_model
+        head = keras.Sequential([
+            keras.Input(shape=backbone.output_shape[1:], name="features"),
+            keras.layers.Dropout(self.hparams.dropout_rate, seed=self.seed),
+            keras.layers.Dense(self.num_classes, activation="softmax",
+                               kernel_regularizer=keras.regularizers.L2(self.hparams.l2), name="probability"),
+        ], name="head")
+        image = keras.Input(shape=(*self.input_size, 3), name="image")
+        # BatchNormalization keeps its ImageNet statistics even when the whole model trains.
+        model = keras.Model(image, head(backbone(image, training=False)), name=self.model_spec.name)
+        return model, backbone, head
+
+    def _compile(self, model, steps_per_epoch: int | None = None) -> None:
+        hp = self.hparams
+        if hp.use_hub_library:
+            optimizer = keras.optimizers.SGD(learning_rate=hp.learning_rate, momentum=hp.momentum)
+        else:
+            steps = steps_per_epoch or 1
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                0.0, decay_steps=max(steps * hp.epochs, DEFAULT_DECAY_SAMPLES // hp.batch_size),
+                warmup_target=hp.learning_rate * hp.batch_size / 256,
+                warmup_steps=hp.warmup_steps if hp.warmup_steps is not None else DEFAULT_WARMUP_EPOCHS * steps)
+            optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate, rho=0.9, momentum=0.9, epsilon=0.001)
+        model.compile(optimizer=optimizer, metrics=["accuracy"],
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing))
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        return not (self.hparams.train_whole_model or self.use_augmentation)
+
+    def train(self, train_data: DataLoader, validation_data: DataLoader | None = None,
+              steps_per_epoch: int | None = None, cache_features: bool = True):
+        """Fit for `hparams.epochs` epochs of `size // batch_size` steps, as Model Maker did."""
+        hp = self.hparams
+        if train_data.size < hp.batch_size:
+            raise TrainingError(f"{train_data.size} training images are fewer than the batch size "
+                                f"{hp.batch_size}: add images or pass a smaller batch size")
+        if list(train_data.index_to_label) != self.index_to_label:
+            raise TrainingError("the training data's labels differ from the classifier's")
+        steps_per_epoch = steps_per_epoch or train_data.size // hp.batch_size
+        self.representative_data = train_data
+        started = time.perf_counter()
+        if cache_features and self.uses_feature_cache:
+            train_ds = self._feature_dataset(train_data, training=True)
+            validation_ds = self._feature_dataset(validation_data) if validation_data else None
+            model = self._head
+        else:
+            train_ds = self._image_dataset(train_data, training=True)
+            validation_ds = self._image_dataset(validation_data) if validation_data else None
+            model = self.model
+        self.timings["features_seconds"] = time.perf_counter() - started
+        self._compile(model, steps_per_epoch)
+        started = time.perf_counter()
+        self.history = model.fit(train_ds.repeat(), epochs=hp.epochs, steps_per_epoch=steps_per_epoch,
+                                 validation_data=validation_ds, verbose=0, shuffle=False,
+                                 callbacks=[_EpochBar(hp.epochs)])
+        self.timings["fit_seconds"] = time.perf_counter() - started
+        self._compile(self.model)
+        return self.history
+
+    def _image_dataset(self, data: DataLoader, training: bool = False):
+        spec = self.model_spec
+        return data.dataset(spec.input_size, spec.mean, spec.std, batch_size=self.hparams.batch_size,
+                            augment=_augmenter(self.seed) if training and self.use_augmentation else None,
+                            shuffle_seed=self._shuffle_seed if training and self.shuffle else None)
+
+    @property
+    def _shuffle_seed(self) -> int:
+        return 0 if self.seed is None else self.seed
+
+    def _feature_dataset(self, data: DataLoader, training: bool = False):
+        features = self.features(data)
+        ds = tf.data.Dataset.from_tensor_slices((features, np.eye(self.num_classes, dtype=np.float32)[data.labels]))
+        if training and self.shuffle:
+            ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
+        return ds.batch(self.hparams.batch_size)
+
+    def features(self, data: DataLoader) -> np.ndarray:
+        """The backbone's output for every image, in one pass over the data."""
+        spec = self.model_spec
+        batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=self.hparams.batch_size)
+        extract = tf.function(lambda images: self._backbone(images, training=False), reduce_retracing=True)
+        with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar:
+            chunks = []
+            for images, _ in batches:
+                chunks.append(extract(images).numpy())
+                bar.update(len(images))
+        return np.concatenate(chunks)
+
+    def predict_scores(self, data: DataLoader, batch_size: int = 32) -> np.ndarray:
+        """Float scores, one row per image of `data`, one column per label."""
+        spec = self.model_spec
+        ds = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size)
+        return self.model.predict(ds.map(lambda images, _: images), verbose=0)
+
+    def evaluate(self, data: DataLoader, batch_size: int = 32) -> list[float]:
+        """[loss, accuracy] of the float Keras model on `data`."""
+        spec = self.model_spec
+        ds = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size)
+        return self.model.evaluate(ds, verbose=0)
+
+    def predict_top_k(self, data: DataLoader, k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """The `k` most likely (label, score) pairs for each image of `data`."""
+        scores = self.predict_scores(data, batch_size)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [[(self.index_to_label[i], float(row[i])) for i in top] for row, top in zip(scores, best)]
+
+    def evaluate_tflite(self, tflite_filepath: str | os.PathLike, data: DataLoader) -> dict[str, float]:
+        """{'accuracy': …} of an exported .tflite on `data`, run by the device's own classifier."""
+        scores = tflite_scores(tflite_filepath, data)
+        return {"accuracy": float(np.mean(scores.argmax(axis=1) == data.labels))}
+
+    def summary(self) -> None:
+        self.model.summary()
+
+    def export(self, export_dir: str | os.PathLike, tflite_filename: str = "model.tflite",
+               label_filename: str = "labels.txt", saved_model_filename: str = "saved_model",
+               export_format=None, quantization_config="default", version: str = "v1") -> None:
+        """Write the chosen formats to `export_dir` (default: the .tflite, labels embedded).
+
+        `quantization_config` 'default' is Model Maker's: full integer, uint8 input and output,
+        calibrated on the training images; None exports float32.
+        """
+        formats = _as_formats(export_format)
+        export_dir = Path(export_dir)
+        if ExportFormat.TFLITE in formats:
+            write_atomically(export_dir / tflite_filename, self.tflite_model(quantization_config, version))
+        if ExportFormat.LABEL in formats:
+            write_atomically(export_dir / label_filename, labels_text(self.index_to_label))
+        if ExportFormat.SAVED_MODEL in formats:
+            save_saved_model(self.model, export_dir / saved_model_filename)
+
+    def tflite_model(self, quantization_config="default", version: str = "v1") -> bytes:
+        """The .tflite file's bytes, with metadata."""
+        if quantization_config == "default":
+            if self.representative_data is None:
+                raise TrainingError("the default int8 export calibrates on the training data: train first, "
+                                    "or pass quantization_config")
+            quantization_config = QuantizationConfig.for_int8(self.representative_data)
+        spec = self.model_spec
+        return tflite_with_metadata(self.model, self.index_to_label, spec.name, spec.input_size, spec.mean,
+                                    spec.std, quantization_config, version)
+
+
+def _as_formats(export_format) -> tuple[ExportFormat, ...]:
+    if export_format is None:
+        return DEFAULT_EXPORT_FORMAT
+    if isinstance(export_format, (str, ExportFormat)):
+        export_format = [export_format]
+    return tuple(ExportFormat(f) for f in export_format)
+
+
+def _augmenter(seed: int | None):
+    """Random flips, small rotations, zooms and shifts, applied to batches of normalized images."""
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.05, seed=seed),
+        keras.layers.RandomZoom(0.1, seed=seed),
+        keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
+    ], name="augmentation")
+
+
+class _EpochBar(keras.callbacks.Callback):
+    """One progress bar over the epochs, showing the latest loss and accuracy."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._bar = tqdm(total=epochs, desc="Training", unit="epoch", disable=None, leave=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items()}, refresh=False)
+        self._bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self._bar.close()

@@ -1,0 +1,86 @@
+"""`QuantizationConfig`: Model Maker's post-training quantization options for the TFLite converter."""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from device import imaging
+import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+import tensorflow as tf
+from trainer.data import DataLoader
+
+DEFAULT_QUANTIZATION_STEPS = 500
+
+
+class QuantizationConfig:
+    """How to quantize on export; build one with `for_int8`, `for_float16` or `for_dynamic`."""
+
+    def __init__(self, optimizations=None, representative_data: DataLoader | None = None,
+                 quantization_steps: int | None = None, inference_input_type=None,
+                 inference_output_type=None, supported_ops=None, supported_types=None):
+        if optimizations is None:
+            optimizations = [tf.lite.Optimize.DEFAULT]
+        self.optimizations = list(optimizations) if isinstance(optimizations, (list, tuple)) else [optimizations]
+        if representative_data is not None and quantization_steps is None:
+            quantization_steps = DEFAULT_QUANTIZATION_STEPS
+        self.representative_data = representative_data
+        self.quantization_steps = quantization_steps
+        self.inference_input_type = tf.as_dtype(inference_input_type) if inference_input_type else None
+        self.inference_output_type = tf.as_dtype(inference_output_type) if inference_output_type else None
+        if supported_ops is not None and not isinstance(supported_ops, (list, tuple, set)):
+            supported_ops = [supported_ops]
+        self.supported_ops = supported_ops
+        self.supported_types = supported_types
+
+    @classmethod
+    def for_dynamic(cls) -> "QuantizationConfig":
+        """Weights in int8, activations in float: smaller, no calibration data."""
+        return cls()
+
+    @classmethod
+    def for_int8(cls, representative_data: DataLoader, quantization_steps: int = DEFAULT_QUANTIZATION_STEPS,
+                 inference_input_type=tf.uint8, inference_output_type=tf.uint8,
+                 supported_ops=tf.lite.OpsSet.TFLITE_BUILTINS_INT8) -> "QuantizationConfig":
+        """Full integer quantization calibrated on `representative_data` (Model Maker's default export)."""
+        return cls(representative_data=representative_data, quantization_steps=quantization_steps,
+                   inference_input_type=inference_input_type, inference_output_type=inference_output_type,
+                   supported_ops=supported_ops)
+
+    @classmethod
+    def for_float16(cls) -> "QuantizationConfig":
+        """Weights in float16: half the size, float accuracy."""
+        return cls(supported_types=[tf.float16])
+
+    @property
+    def is_integer_input(self) -> bool:
+        return self.inference_input_type in (tf.uint8, tf.int8)
+
+    def get_converter_with_quantization(self, converter, input_size: Sequence[int],
+                                        mean: Sequence[float], std: Sequence[float]):
+        """Set these options on a `tf.lite.TFLiteConverter`; calibration images go through
+        `device.imaging` and the model's normalization, exactly as the device feeds them."""
+        converter.optimizations = self.optimizations
+        if self.representative_data is not None:
+            converter.representative_dataset = lambda: self._calibration_samples(input_size, mean, std)
+        if self.inference_input_type is not None:
+            converter.inference_input_type = self.inference_input_type
+        if self.inference_output_type is not None:
+            converter.inference_output_type = self.inference_output_type
+        if self.supported_ops:
+            converter.target_spec.supported_ops = set(self.supported_ops)
+        if self.supported_types:
+            converter.target_spec.supported_types = list(self.supported_types)
+        return converter
+
+    def _calibration_samples(self, input_size: Sequence[int], mean: Sequence[float],
+                             std: Sequence[float]) -> Iterator[list[np.ndarray]]:
+        """One image per step. The first also holds a black and a white pixel, so the calibrated input
+        range is the full 0..255 one and a uint8 input's quantization equals the normalization."""
+        images = self.representative_data.dataset(input_size, mean, std, batch_size=1)
+        extremes = imaging.normalize(np.array([[[0, 0, 0], [255, 255, 255]]], dtype=np.uint8), mean, std)
+        for step, (image, _) in enumerate(images.take(self.quantization_steps)):
+            image = image.numpy()
+            if step == 0:
+                image[0, 0, :2] = extremes[0]
+            yield [image]
