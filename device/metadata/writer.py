@@ -39,7 +39,7 @@ def write_metadata(model: bytes, labels: Sequence[str], *, mean: Sequence[float]
                    name: str, version: str = "v1", description: str | None = None,
                    author: str = "bloomkit", license: str = DEFAULT_LICENSE) -> bytes:
     """`model` with image-classifier metadata and `labels` packed in, replacing any it had."""
-    body = archive.without_archive(model)
+    body = _original(archive.without_archive(model))
     input, output = read_tensors(body)
     labels = tuple(labels)
     labels_file = labels_txt.format(labels)
@@ -190,6 +190,29 @@ def _with_metadata_buffer(body: bytes, metadata: bytes) -> bytes:
         prefix.byte_vector("metadata name", s.METADATA_NAME.encode(), alignment=4, terminator=b"\0")
     prefix.byte_vector("metadata bytes", metadata, alignment=16)
     return prefix.finish(body)
+
+
+def _original(body: bytes) -> bytes:
+    """The model we once wrote `body` from, if we did: rewriting it keeps old metadata from piling up.
+
+    Ours is a new root followed by the original, which starts (16-aligned) right after our
+    metadata buffer and holds the very subgraphs our root points to.
+    """
+    with model_errors():
+        model = model_root(body)
+        index = metadata_buffer_index(model)
+        buffers = model.table_positions(s.Model.buffers)
+        if index is None or index >= len(buffers):
+            return body
+        start, length = flatbuf.Table(body, buffers[index]).vector(s.Buffer.data, 1)
+        inner = -(-(start + length) // 16) * 16
+    if body[inner + 4:inner + 8] != s.MODEL_IDENTIFIER:
+        return body
+    try:
+        ours = model.target(s.Model.subgraphs) == inner + model_root(body[inner:]).target(s.Model.subgraphs)
+    except flatbuf.FormatError:
+        return body
+    return body[inner:] if ours else body
 
 
 def _check_rewritable(model: flatbuf.Table) -> None:

@@ -1,0 +1,70 @@
+"""Our writer: what it writes is what Model Maker wrote, and the model still runs the same."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from device.metadata import (LabelsMismatchError, MetadataError, NotTFLiteError, read_model_info,
+                             write_metadata)
+from device.metadata.reader import metadata_buffer_index, model_root
+from device.metadata import schema
+from tests.metadata.conftest import FLOWERS
+
+MODEL_MAKER = dict(name="efficientnet_lite0", author="TensorFlow Lite Model Maker")
+
+
+def test_tflite_support_displays_what_model_maker_wrote(bare_model, reference_model, tflite_support, tmp_path):
+    written = tmp_path / "ours.tflite"
+    written.write_bytes(write_metadata(bare_model.read_bytes(), FLOWERS, mean=[0], std=[255], **MODEL_MAKER))
+    shown = tflite_support("display", written)
+    assert shown["metadata"] == json.loads(reference_model.with_suffix(".metadata.json").read_text())
+    assert shown["files"] == {"labels.txt": "\n".join(FLOWERS)}
+    assert shown["computed_min_parser_version"] == read_model_info(written).min_parser_version == "1.0.0"
+
+
+def test_the_model_runs_exactly_as_before(bare_model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    written = write_metadata(bare_model.read_bytes(), FLOWERS, mean=[0], std=[255], name="flowers")
+    image = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    outputs = []
+    for model in (bare_model.read_bytes(), written):
+        interpreter = Interpreter(model_content=model)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_rewriting_replaces_the_metadata_and_keeps_other_entries(reference_model):
+    original = reference_model.read_bytes()
+    once = write_metadata(original, list("abcde"), mean=[127.5], std=[127.5], name="first", version="v2")
+    twice = write_metadata(once, FLOWERS, mean=[1, 2, 3], std=[4, 5, 6], name="second", description="Flowers.")
+    assert len(twice) - len(once) < 100   # the old metadata and archive went: nothing piles up
+    for data in (original, once, twice):
+        model = model_root(data)
+        names = [entry.string(schema.Metadata.name) for entry in model.tables(schema.Model.metadata)]
+        assert names == ["min_runtime_version", "TFLITE_METADATA"]
+        assert metadata_buffer_index(model) == 171
+        assert len(model.table_positions(schema.Model.buffers)) == 172
+    info = read_model_info(twice)
+    assert (info.name, info.version, info.description, info.author) == ("second", "v1", "Flowers.", "bloomkit")
+    assert (info.labels, info.mean, info.std) == (FLOWERS, (1, 2, 3), (4, 5, 6))
+    assert read_model_info(once).labels == tuple("abcde")
+
+
+def test_refuses_what_it_cannot_write(bare_model):
+    model = bare_model.read_bytes()
+    with pytest.raises(LabelsMismatchError):
+        write_metadata(model, FLOWERS[:4], mean=[0], std=[255], name="x")
+    with pytest.raises(MetadataError, match="empty or spans lines"):
+        write_metadata(model, ["a", "b\nc", "d", "e", "f"], mean=[0], std=[255], name="x")
+    with pytest.raises(MetadataError, match="std"):
+        write_metadata(model, FLOWERS, mean=[0], std=[0], name="x")
+    with pytest.raises(MetadataError, match="3"):
+        write_metadata(model, FLOWERS, mean=[0, 0], std=[1, 1], name="x")
+    with pytest.raises(NotTFLiteError):
+        write_metadata(b"PNG" + bytes(64), FLOWERS, mean=[0], std=[255], name="x")
