@@ -159,7 +159,13 @@ class OpenCVSource:
         self._ended = False
 
     def _open(self) -> cv2.VideoCapture:
-        return cv2.VideoCapture(self._target)
+        # OpenCV logs every backend it tries on a missing camera; the one-line error says it better.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            return cv2.VideoCapture(self._target)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
 
     def read(self) -> Frame:
         if self._ended:

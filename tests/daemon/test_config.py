@@ -1,0 +1,75 @@
+"""`device run --config FILE`: TOML or YAML with the flags' names; flags given on the command line win."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from device.daemon.config import ConfigError, Settings, add_options, resolve
+
+
+def parse(*argv: str) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_options(parser)
+    return resolve(parser.parse_args(argv))
+
+
+def test_toml_config_with_dashes_or_underscores(tmp_path):
+    config = tmp_path / "device.toml"
+    config.write_text('model = "/var/lib/bloomkit/model.tflite"\nsource = "folder:/photos"\n"source-fps" = 2.5\n'
+                      'top_k = 2\nallow = ["daisy", "roses"]\nema = 0.3\non_change = true\nhttp = "0.0.0.0:9000"\n'
+                      '"max-frame-gap" = 12\n')
+    settings = parse("--config", str(config))
+    assert settings.model == Path("/var/lib/bloomkit/model.tflite")
+    assert (settings.source, settings.source_fps, settings.top_k) == ("folder:/photos", 2.5, 2)
+    assert settings.allow == ("daisy", "roses") and settings.ema == 0.3 and settings.on_change
+    assert settings.http_address == ("0.0.0.0", 9000) and settings.max_frame_gap == 12
+
+
+def test_yaml_config_and_flags_override_it(tmp_path):
+    config = tmp_path / "device.yaml"
+    config.write_text("model: a.tflite\ntop-k: 5\nthreshold: 0.2\njsonl: /tmp/out.jsonl\nsmooth: 4\n")
+    settings = parse("--config", str(config), "--top-k", "1", "--model", "b.tflite")
+    assert settings.model == Path("b.tflite") and settings.top_k == 1
+    assert settings.threshold == 0.2 and settings.jsonl == "/tmp/out.jsonl" and settings.smooth == 4
+
+
+def test_defaults_without_a_config():
+    settings = parse("--model", "m.tflite")
+    assert settings.http_address == ("127.0.0.1", 8080), "HTTP on localhost unless configured"
+    assert (settings.top_k, settings.smooth, settings.ema, settings.jsonl) == (3, 0, None, None)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("c.toml", 'model = "m"\nframes = 3\n', "unknown option 'frames'"),
+    ("c.toml", 'model = "m"\ntop_k = "many"\n', "invalid int value: 'many'"),
+    ("c.toml", 'model = "m"\non_change = "yes"\n', "on_change must be true or false"),
+    ("c.toml", "model = \n", "not valid TOML"),
+    ("c.yaml", "model: [unclosed\n", "not valid YAML"),
+    ("c.yaml", "- a list\n", "expected option = value pairs"),
+    ("c.ini", "model = m\n", "name it .toml, .yaml or .yml"),
+    ("c.toml", 'top_k = 3\n', "no model"),
+])
+def test_bad_config_files_are_one_line_errors(tmp_path, name, text, message):
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        parse("--config", str(config))
+    assert "\n" not in str(error.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="No such file"):
+        parse("--config", str(tmp_path / "absent.toml"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--smooth", "3", "--ema", "0.5"], "pick one"),
+    (["--ema", "1.5"], "alpha must be in"),
+    (["--http", "8080"], "expected HOST:PORT"),
+    (["--max-frame-gap", "0"], "must be positive"),
+])
+def test_bad_values_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse("--model", "m.tflite", *argv)

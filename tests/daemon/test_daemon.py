@@ -1,0 +1,142 @@
+"""`device run` end to end in a subprocess, on the real model: results, shutdown, hot reload, failing sources."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from device.metadata import read_model_info, write_metadata
+from tests.daemon.conftest import write_video
+
+
+@pytest.fixture
+def rose_folder(tmp_path, photos):
+    folder = tmp_path / "roses"
+    folder.mkdir()
+    for photo in photos["roses"]:
+        shutil.copy(photo, folder)
+    return folder
+
+
+def test_serves_results_metrics_and_stops_cleanly_on_sigterm(run_daemon, reference_model, rose_folder, tmp_path):
+    jsonl = tmp_path / "results.jsonl"
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{rose_folder}", "--threads", "1",
+                        "--http", "127.0.0.1:0", "--jsonl", str(jsonl), "--smooth", "3")
+    health = daemon.healthy()
+    assert health["model"]["sha256"] == read_sha256(reference_model)
+    assert health["model"]["name"] == "efficientnet_lite0" and health["source"] == f"folder:{rose_folder}"
+    daemon.wait_for(lambda: daemon.json("/api/latest")[1]["frame"] >= 5, what="five results")
+    status, latest = daemon.json("/api/latest")
+    assert status == 200 and latest["top"][0]["label"] == "roses" and len(latest["top"]) == 3
+    assert latest["fps"] > 0 and latest["latency_ms"] > 0
+
+    status, body = daemon.get("/metrics")
+    metrics = parse_metrics(body.decode())
+    assert status == 200
+    assert metrics["bloomkit_inferences_total"] >= 5
+    assert metrics["bloomkit_frames_total"] >= metrics["bloomkit_inferences_total"]
+    assert metrics['bloomkit_inference_latency_seconds_bucket{le="+Inf"}'] == metrics["bloomkit_inference_latency_seconds_count"]
+    assert any(name.startswith("bloomkit_model_info{") and read_sha256(reference_model) in name for name in metrics)
+    status, page = daemon.get("/")
+    assert status == 200 and b"/stream.mjpg" in page and b"/api/latest" in page
+    assert daemon.get("/nothing-here")[0] == 404
+
+    began = time.monotonic()
+    code = daemon.terminate()
+    assert code == 0, daemon.log
+    assert time.monotonic() - began < 2.0, "SIGTERM must stop the daemon within two seconds"
+    lines = jsonl.read_text().splitlines()
+    assert len(lines) >= 5 and all(json.loads(line)["top"] for line in lines), "every line whole and flushed"
+
+
+def test_replacing_the_model_file_reloads_it_and_a_broken_one_is_refused(run_daemon, reference_model, rose_folder,
+                                                                         tmp_path):
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    first = releases / "v1.tflite"
+    shutil.copy(reference_model, first)
+    current = tmp_path / "current.tflite"
+    current.symlink_to(first)
+    daemon = run_daemon("--model", str(current), "--source", f"folder:{rose_folder}", "--source-fps", "20",
+                        "--threads", "1", "--http", "127.0.0.1:0")
+    assert daemon.healthy()["model"]["version"] == "v1"
+
+    # A deploy: the new release beside the old, then an atomic symlink switch.
+    model = reference_model.read_bytes()
+    info = read_model_info(model)
+    second = releases / "v2.tflite"
+    second.write_bytes(write_metadata(model, info.labels, mean=info.mean, std=info.std, name="flowers", version="v2"))
+    switch_symlink(current, second)
+    health = daemon.wait_for(lambda: (lambda h: h["model"]["version"] == "v2" and h)(daemon.json("/healthz")[1]),
+                             what="the reload")
+    assert health["model"]["sha256"] == read_sha256(second) and health["status"] == "ok"
+
+    # A broken file renamed into place: the daemon keeps the model it has, and says so once.
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"TFL3 this is not a model" * 100)
+    os.replace(broken, current)
+    daemon.wait_for(lambda: any("does not load" in line for line in daemon.log), what="the refusal")
+    frames = daemon.json("/healthz")[1]["frames"]
+    time.sleep(1.5)
+    status, health = daemon.json("/healthz")
+    assert status == 200 and health["model"]["sha256"] == read_sha256(second) and health["frames"] > frames
+    assert daemon.json("/api/latest")[1]["top"][0]["label"] == "roses"
+    assert sum("does not load" in line for line in daemon.log) == 1
+    status, body = daemon.get("/metrics")
+    metrics = parse_metrics(body.decode())
+    assert metrics["bloomkit_model_reloads_total"] == 1 and metrics["bloomkit_model_reload_failures_total"] == 1
+    assert daemon.terminate() == 0
+
+
+def test_a_source_that_stops_turns_unhealthy_then_exits_non_zero(run_daemon, reference_model, photos, tmp_path):
+    video = write_video(tmp_path / "short.avi", photos["daisy"][:2], fps=10, frames_each=5)  # one second
+    daemon = run_daemon("--model", str(reference_model), "--source", str(video), "--threads", "1",
+                        "--http", "127.0.0.1:0", "--max-frame-gap", "4")
+    daemon.healthy()
+    status, health = daemon.wait_for(lambda: (lambda r: r[0] == 503 and r)(daemon.json("/healthz")), what="503")
+    assert health["status"] == "unhealthy" and "the video has ended" in health["reason"]
+    code = daemon.process.wait(timeout=15)
+    assert code != 0
+    daemon._reader.join(2)
+    assert re.fullmatch(r"device: error: source .*short\.avi: no frames for \d+ s \(the video has ended\); giving up",
+                        daemon.log[-1]), daemon.log
+
+
+@pytest.mark.parametrize("source, message", [
+    ("opencv:7", "device: error: source opencv:7: no camera there"),
+    ("picamera2", "device: error: source picamera2: the picamera2 package is not installed"),
+    ("/nonexistent/video.mp4", "device: error: source /nonexistent/video.mp4: no such video file"),
+])
+def test_no_camera_is_one_line_and_a_non_zero_exit(reference_model, source, message):
+    result = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(reference_model),
+                             "--source", source, "--http", "off"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
+
+
+def read_sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def switch_symlink(link, target) -> None:
+    staged = link.with_name(link.name + ".new")
+    staged.symlink_to(target)
+    os.replace(staged, link)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
