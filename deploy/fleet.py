@@ -1,0 +1,156 @@
+"""Run one job per host over a fleet: bounded parallelism, an optional canary first, and a stop when too
+many hosts fail. Also the three jobs: deploy, rollback and status, as Python functions the tasks call."""
+from __future__ import annotations
+
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable
+
+from fabric import Config
+
+from deploy.build import Builder, validate_model
+from deploy.errors import DeployError, InventoryError
+from deploy.inventory import Host
+from deploy.report import CANCELLED, FAILED, OK, HostResult
+from deploy.ssh import Remote, connect, describe_ssh_error
+from deploy.steps import HostSteps, Options, deploy_host
+
+
+def run_fleet(hosts: list[Host], job: Callable[[Host], HostResult], *, parallel: int = 4,
+              canary: str | None = None, max_failures: float = 0.5) -> list[HostResult]:
+    """`job` on every host, at most `parallel` at once; results in the hosts' order."""
+    if parallel < 1:
+        raise InventoryError("--parallel must be at least 1")
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        raise InventoryError("a host is listed twice")
+    results: dict[str, HostResult] = {}
+    queue = list(hosts)
+    if canary is not None:
+        if canary not in names:
+            raise InventoryError(f"canary {canary!r} is not among the selected hosts")
+        first = queue.pop(names.index(canary))
+        results[canary] = job(first)
+        if not results[canary].ok:
+            return _cancel_rest(hosts, results, f"canary {canary} did not succeed")
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        running = set()
+        while queue or running:
+            failed = sum(not r.ok for r in results.values())
+            if failed > max_failures * len(hosts):
+                queue.clear()
+            while queue and len(running) < parallel:
+                host = queue.pop(0)
+                future = pool.submit(job, host)
+                future.host = host
+                running.add(future)
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[future.host.name] = future.result()
+    reason = f"stopped: more than {max_failures:.0%} of the hosts failed"
+    return _cancel_rest(hosts, results, reason)
+
+
+def _cancel_rest(hosts: list[Host], results: dict[str, HostResult], reason: str) -> list[HostResult]:
+    for host in hosts:
+        results.setdefault(host.name, HostResult(host.name, CANCELLED, stage="fleet", reason=reason))
+    return [results[h.name] for h in hosts]
+
+
+def remote_opener(*, dry_run: bool = False, accept_new_host_keys: bool = False,
+                  config: Config | None = None) -> Callable[[Host], Remote]:
+    def open_remote(host: Host) -> Remote:
+        if dry_run:
+            return Remote(host.name, None)
+        return Remote(host.name, connect(host, config=config, accept_new_host_keys=accept_new_host_keys))
+    return open_remote
+
+
+def progress(quiet: bool = False) -> Callable[[str], None]:
+    """Progress lines on stderr, one at a time from many threads."""
+    lock = threading.Lock()
+
+    def say(text: str) -> None:
+        if not quiet:
+            with lock:
+                print(text, file=sys.stderr, flush=True)
+    return say
+
+
+def deploy_fleet(hosts: list[Host], model: Path, *, builder: Builder | None = None, keep: int = 3,
+                 health_timeout: float = 60.0, dry_run: bool = False, accept_new_host_keys: bool = False,
+                 config: Config | None = None, parallel: int = 4, canary: str | None = None,
+                 max_failures: float = 0.5, quiet: bool = False) -> list[HostResult]:
+    """Validate the model, then deploy it to every host. A bad model fails here, before any host."""
+    model = Path(model)
+    if keep < 1:
+        raise DeployError("--keep must be at least 1 (the current release)")
+    options = Options(model=model, model_info=validate_model(model),
+                      builder=builder or Builder(dry_run=dry_run), keep=keep, health_timeout=health_timeout,
+                      open_remote=remote_opener(dry_run=dry_run, accept_new_host_keys=accept_new_host_keys,
+                                                config=config),
+                      say=progress(quiet))
+    return run_fleet(hosts, lambda host: deploy_host(host, options), parallel=parallel, canary=canary,
+                     max_failures=max_failures)
+
+
+def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, HostResult], None]
+             ) -> Callable[[Host], HostResult]:
+    """A job that connects, reads the facts, runs `work`, and turns any failure into the result."""
+    def job(host: Host) -> HostResult:
+        result = HostResult(host.name)
+        try:
+            steps = HostSteps(host, open_remote(host))
+        except Exception as error:  # noqa: BLE001
+            result.stage, result.reason = "connect", str(error) if isinstance(error, DeployError) \
+                else describe_ssh_error(error)
+            return result
+        try:
+            facts = steps.read_facts()
+            result.old = result.new = facts.current
+            work(steps, result)
+        except Exception as error:  # noqa: BLE001
+            result.status, result.stage = FAILED, result.stage or "host"
+            result.reason = str(error) if isinstance(error, DeployError) else describe_ssh_error(error)
+        finally:
+            steps.remote.close()
+        return result
+    return job
+
+
+def rollback_work(to: str | None, health_timeout: float) -> Callable[[HostSteps, HostResult], None]:
+    """Return to `to` (default: the newest release older than the current one); if that one is not
+    healthy, go back to where the host was."""
+    def work(steps: HostSteps, result: HostResult) -> None:
+        facts = steps.facts
+        older = [r for r in sorted(facts.releases) if facts.current is None or r < facts.current]
+        target = to or (older[-1] if older else None)
+        if target is None or target not in facts.releases:
+            result.stage = "rollback"
+            raise DeployError(f"no release {to} on the host" if to else "no earlier release to roll back to")
+        try:
+            result.stage = "health"
+            steps.activate(target, health_timeout)
+        except DeployError:
+            if facts.current is not None:
+                steps.activate(facts.current, health_timeout)
+            raise
+        result.status, result.stage, result.new = OK, None, target
+    return work
+
+
+def status_work(steps: HostSteps, result: HostResult) -> None:
+    """Release, health, fps and model of the host."""
+    result.stage = "health"
+    if steps.facts.current is None:
+        raise DeployError("nothing deployed")
+    healthz = steps.wait_healthy(0)
+    model = healthz.get("model") or {}
+    result.status, result.stage = OK, None
+    result.detail = {"fps": healthz.get("fps"), "model": model.get("name"), "model_version": model.get("version"),
+                     "sha256": model.get("sha256"), "uptime_s": healthz.get("uptime_s")}
+

@@ -1,0 +1,1 @@
+"""Scripts `fab deploy` ships inside each release and runs on the host with its system Python (stdlib only)."""

@@ -1,0 +1,133 @@
+"""What a release is (its files, manifest and identity), where releases live on a host, and which to keep.
+
+    <root>/releases/<version>/   model, wheel, run-daemon, host scripts, manifest.json, SHA256SUMS,
+                                 lib/ (the unpacked wheel), venv -> ../../venvs/<key>
+    <root>/current -> releases/<version>       switched atomically (symlink to a temp name, then mv -T)
+    <root>/venvs/<key>/          dependencies, shared by every release with the same wheelhouse key
+    <root>/wheelhouses/<key>/    uploaded wheels, removed once their venv is built
+    <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's log
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.build import Wheelhouse, sha256_file, write_sums
+from deploy.inventory import Host
+
+HOST_SCRIPTS = Path(__file__).parent / "host"
+SYSTEMD_UNIT = Path(__file__).resolve().parent.parent / "device" / "systemd" / "bloomkit-device.service"
+MODEL_NAME = "model.tflite"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths on the host under its deploy root."""
+
+    root: str
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    def release(self, version: str) -> str:
+        return f"{self.releases}/{version}"
+
+    def incoming(self, version: str) -> str:
+        return f"{self.releases}/.incoming-{version}"
+
+    def venv(self, key: str) -> str:
+        return f"{self.root}/venvs/{key}"
+
+    def wheelhouse(self, key: str) -> str:
+        return f"{self.root}/wheelhouses/{key}"
+
+    def switch(self, version: str) -> str:
+        """The shell command that points `current` at a release atomically."""
+        temporary = f"{self.root}/.current.new"
+        return (f"ln -sfn {shlex.quote('releases/' + version)} {shlex.quote(temporary)} && "
+                f"mv -T {shlex.quote(temporary)} {shlex.quote(self.current)}")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A release staged locally for one host, ready to upload."""
+
+    version: str
+    directory: Path
+    identity: str        # equal identities mean the same release: a repeat deploy is skipped
+    model_sha256: str
+
+    def files(self) -> list[Path]:
+        return sorted(self.directory.iterdir())
+
+
+def new_version(model_sha256: str, taken: list[str]) -> str:
+    """Sortable: UTC time to the second, then the model's hash prefix (and a counter if that is taken)."""
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + model_sha256[:8]
+    count = 1
+    while version in taken:
+        version = f"{version.split('.')[0]}.{count}"
+        count += 1
+    return version
+
+
+def stage(host: Host, model: Path, model_info: dict, wheel: Path, wheelhouse: Wheelhouse, directory: Path,
+          version: str) -> Bundle:
+    """Lay out one host's release in `directory`, with a manifest listing every file's sha256."""
+    directory.mkdir(parents=True)
+    shutil.copyfile(model, directory / MODEL_NAME)
+    shutil.copyfile(wheel, directory / wheel.name)
+    for script in ("service.py", "health.py"):
+        shutil.copyfile(HOST_SCRIPTS / script, directory / script)
+    if SYSTEMD_UNIT.is_file():
+        shutil.copyfile(SYSTEMD_UNIT, directory / SYSTEMD_UNIT.name)
+    config_name = None
+    if host.daemon.config is not None:
+        config_name = "device-config" + host.daemon.config.suffix
+        shutil.copyfile(host.daemon.config, directory / config_name)
+    launcher = directory / "run-daemon"
+    launcher.write_text(_launcher(host, config_name))
+    launcher.chmod(0o755)
+    payload = {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
+    identity = hashlib.sha256(json.dumps([payload, wheelhouse.key], sort_keys=True).encode()).hexdigest()[:16]
+    model_sha256 = payload[MODEL_NAME]
+    manifest = {"version": version, "identity": identity, "venv": wheelhouse.key,
+                "model": {**model_info, "sha256": model_sha256, "file": MODEL_NAME},
+                "requirements": list(wheelhouse.requirements), "files": payload}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_sums(directory, [*payload, "manifest.json"])
+    return Bundle(version, directory, identity, model_sha256)
+
+
+def _launcher(host: Host, config_name: str | None) -> str:
+    options = ["--http", host.daemon.http]
+    if host.daemon.source is not None:
+        options += ["--source", host.daemon.source]
+    options += list(host.daemon.args)
+    config = f' --config "$here/{config_name}"' if config_name else ""
+    return ("#!/bin/sh\n"
+            "# Starts this release's daemon (written by `fab deploy`; run by systemd or service.py).\n"
+            'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P)\n'
+            'export PYTHONPATH="$here/lib"\n'
+            f'exec "$here/venv/bin/python" -m device.cli run --model "$here/{MODEL_NAME}"{config} '
+            f"{shlex.join(options)}\n")
+
+
+def to_prune(releases: list[str], venv_of: dict[str, str], venvs: list[str], keep: int,
+             current: str) -> tuple[list[str], list[str]]:
+    """(releases, venvs) to delete: all but the newest `keep` releases (current always kept), and the
+    venvs no kept release uses."""
+    newest = sorted(releases, reverse=True)[:max(keep, 1)]
+    kept = set(newest) | {current}
+    used = {venv_of.get(release) for release in kept}
+    return sorted(set(releases) - kept), sorted(set(venvs) - used)

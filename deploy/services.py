@@ -1,0 +1,79 @@
+"""Starting and stopping the daemon on a host: its systemd unit on a Pi, else the pidfile manager we ship.
+
+Both give the same semantics: `restart` returns once the daemon was (re)started detached; health is
+then checked the same way, over /healthz on the host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploy.releases import SYSTEMD_UNIT, Layout
+from deploy.ssh import quote
+
+UNIT = SYSTEMD_UNIT.name
+UNIT_DIR = "/etc/systemd/system"
+
+
+@dataclass(frozen=True)
+class PidfileService:
+    layout: Layout
+    python: str
+
+    name = "pidfile"
+
+    def _ctl(self, action: str) -> str:
+        return quote(self.python, f"{self.layout.current}/service.py", "--root", self.layout.root, action)
+
+    def restart(self) -> list[str]:
+        return [self._ctl("restart")]
+
+    def stop(self) -> list[str]:
+        return [f"if [ -e {quote(self.layout.current + '/service.py')} ]; then {self._ctl('stop')}; fi"]
+
+    def logs(self, lines: int) -> str:
+        return f"tail -n {int(lines)} {quote(self.layout.root + '/logs/daemon.log')}"
+
+    def health_args(self) -> list[str]:
+        return ["--root", self.layout.root]
+
+
+@dataclass(frozen=True)
+class SystemdService:
+    """Installs the unit from device/systemd/ (shipped in the release) with a drop-in that starts the
+    current release's launcher; `sudo -n` when the deploy user is not root."""
+
+    layout: Layout
+    sudo: bool
+
+    name = "systemd"
+
+    def _root(self, command: str) -> str:
+        return f"sudo -n {command}" if self.sudo else command
+
+    def restart(self) -> list[str]:
+        dropin = f"{UNIT_DIR}/{UNIT}.d"
+        override = f"[Service]\nExecStart=\nExecStart={self.layout.current}/run-daemon\n"
+        return [
+            self._root(quote("install", "-m", "0644", f"{self.layout.current}/{UNIT}", f"{UNIT_DIR}/{UNIT}")),
+            self._root(quote("mkdir", "-p", dropin)),
+            f"printf %s {quote(override)} | " + self._root(quote("tee", f"{dropin}/bloomkit-deploy.conf")) + " >/dev/null",
+            self._root("systemctl daemon-reload"),
+            self._root(quote("systemctl", "enable", "--quiet", UNIT)),
+            self._root(quote("systemctl", "restart", UNIT)),
+        ]
+
+    def stop(self) -> list[str]:
+        return [self._root(quote("systemctl", "stop", UNIT))]
+
+    def logs(self, lines: int) -> str:
+        return self._root(f"journalctl -u {UNIT} -n {int(lines)} --no-pager")
+
+    def health_args(self) -> list[str]:
+        return []
+
+
+def service_for(setting: str, layout: Layout, python: str, *, systemd: bool, root_user: bool):
+    """The host's service manager: `setting` from the inventory, "auto" meaning systemd when it runs."""
+    if setting == "systemd" or (setting == "auto" and systemd):
+        return SystemdService(layout, sudo=not root_user)
+    return PidfileService(layout, python)

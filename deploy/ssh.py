@@ -1,0 +1,151 @@
+"""The one way to reach a host: Fabric's Connection with strict host keys, commands echoed in --dry-run,
+and every SSH failure turned into a one-line reason."""
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from deploy.errors import ConnectError, DeployError, HostKeyError
+from deploy.inventory import Host
+
+CONNECT_TIMEOUT_S = 10
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+
+def connect(host: Host, *, config: Config | None = None, accept_new_host_keys: bool = False,
+            timeout: float = CONNECT_TIMEOUT_S) -> Connection:
+    """Open an SSH connection (key auth) that refuses unknown host keys unless told to record them."""
+    connect_kwargs = {"key_filename": [str(host.identity)]} if host.identity else {}
+    conn = Connection(host.hostname or host.name, user=host.user, port=host.port, config=config or Config(),
+                      connect_timeout=int(timeout), connect_kwargs=connect_kwargs)
+    conn.connect_kwargs.update(allow_agent=True, password=None, banner_timeout=timeout, auth_timeout=timeout)
+    known_hosts = _known_hosts_file(host, conn)
+    client = conn.client
+    if known_hosts is None:
+        for path in (SYSTEM_KNOWN_HOSTS, USER_KNOWN_HOSTS):
+            if path.is_file():
+                client.load_system_host_keys(str(path))
+    elif known_hosts.is_file():
+        client.load_host_keys(str(known_hosts))
+    record_to = known_hosts or USER_KNOWN_HOSTS
+    policy = _RecordNewKey(record_to) if accept_new_host_keys else _RefuseUnknownKey(record_to)
+    client.set_missing_host_key_policy(policy)
+    try:
+        conn.open()
+    except BaseException as error:
+        conn.close()
+        if isinstance(error, DeployError):
+            raise
+        raise ConnectError(describe_ssh_error(error, conn)) from None
+    return conn
+
+
+def _known_hosts_file(host: Host, conn: Connection) -> Path | None:
+    if host.known_hosts is not None:
+        return host.known_hosts
+    configured = conn.ssh_config.get("userknownhostsfile")
+    return Path(configured.split()[0]).expanduser() if configured else None
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
+
+
+class _RefuseUnknownKey(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, with a message that says how to accept the key on purpose."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        host, _, port = hostname.strip("[").partition("]:")
+        keyscan = f"ssh-keyscan {'-p ' + port + ' ' if port else ''}{host} >> {self.known_hosts}"
+        raise HostKeyError(
+            f"unknown host key for {hostname} ({_fingerprint(key)}), not in {self.known_hosts}: "
+            f"check it, then re-run with --accept-new-host-keys or add it with `{keyscan}`")
+
+
+class _RecordNewKey(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's StrictHostKeyChecking=accept-new: record a first-seen key; a changed key is still refused."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.known_hosts, "a") as file:
+            file.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        print(f"recorded new host key for {hostname} ({_fingerprint(key)}) in {self.known_hosts}", file=sys.stderr)
+
+
+def describe_ssh_error(error: BaseException, conn: Connection | None = None) -> str:
+    """One line for anything that can go wrong talking to a host."""
+    where = f"{conn.host}:{conn.port}" if conn is not None else "host"
+    if isinstance(error, paramiko.BadHostKeyException):
+        return (f"host key of {where} CHANGED ({_fingerprint(error.key)}): refusing; if the host was "
+                f"reinstalled, remove the old key with `ssh-keygen -R {error.hostname}` and check the new one")
+    if isinstance(error, paramiko.AuthenticationException):
+        user = conn.user if conn is not None else "user"
+        return f"authentication failed for {user}@{where} (key auth: check the identity file and authorized_keys)"
+    if isinstance(error, NoValidConnectionsError):
+        return f"unreachable: connection refused by {where}"
+    if isinstance(error, socket.gaierror):
+        return f"unreachable: unknown host name {conn.host if conn else ''}".rstrip()
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return f"unreachable: {where} did not answer in time"
+    if isinstance(error, (paramiko.SSHException, EOFError, OSError)):
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"connection to {where} lost: {text}"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+@dataclass
+class Remote:
+    """Runs commands and copies files on one host; in a dry run prints them and touches nothing."""
+
+    name: str
+    conn: Connection | None          # None in a dry run
+
+    @property
+    def dry_run(self) -> bool:
+        return self.conn is None
+
+    def run(self, command: str, *, dry_output: str = "", timeout: float | None = None) -> str:
+        """Run `command`, return its stdout; a non-zero exit raises DeployError with its last line of output."""
+        if self.conn is None:
+            print(f"[{self.name}] $ {command}")
+            return dry_output
+        result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        if result.exited != 0:
+            lines = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.exited}").splitlines()
+            raise DeployError(f"`{_short(command)}` failed: {lines[-1]}")
+        return result.stdout
+
+    def put(self, local: Path, remote: str) -> None:
+        if self.conn is None:
+            print(f"[{self.name}] put {local} -> {remote}")
+            return
+        self.conn.put(str(local), remote)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _short(command: str, limit: int = 80) -> str:
+    first = command.splitlines()[0]
+    return first if len(first) <= limit and "\n" not in command else first[:limit] + " …"
+
+
+def quote(*parts: object) -> str:
+    """A shell command line from parts, each quoted."""
+    return " ".join(shlex.quote(str(p)) for p in parts)

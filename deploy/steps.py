@@ -1,0 +1,328 @@
+"""One host's deploy, stage by stage: connect, pre-flight, build, upload, verify, venv, switch, restart,
+health, prune; after a failure past the switch, the switch back. Also the host side of rollback/status/logs."""
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from deploy.build import Builder, Target
+from deploy.errors import ConnectError, DeployError
+from deploy.inventory import Host
+from deploy.releases import Bundle, Layout, new_version, stage, to_prune
+from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
+from deploy.services import service_for
+from deploy.ssh import Remote, describe_ssh_error, quote
+
+OLDEST_PYTHON = (3, 10)
+MACHINES = ("aarch64", "x86_64")
+DISK_MARGIN = 64 << 20
+VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size
+
+# Run with the host's Python; only old syntax, so that a too-old Python is still reported clearly.
+FACTS_SCRIPT = r"""
+import json, os, platform, sys
+root = sys.argv[1]
+probe = root
+while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+disk = os.statvfs(probe)
+def listing(path):
+    return sorted(n for n in os.listdir(path) if not n.startswith(".")) if os.path.isdir(path) else []
+def link(path):
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None
+try:
+    with open(os.path.join(root, "current", "manifest.json")) as f:
+        identity = json.load(f).get("identity")
+except (OSError, ValueError):
+    identity = None
+os_release = {}
+if os.path.exists("/etc/os-release"):
+    for line in open("/etc/os-release"):
+        if "=" in line:
+            k, v = line.rstrip("\n").split("=", 1)
+            os_release[k] = v.strip('"')
+try:
+    import venv, ensurepip
+    has_venv = True
+except ImportError:
+    has_venv = False
+releases = listing(os.path.join(root, "releases"))
+venvs = [n for n in listing(os.path.join(root, "venvs")) if os.path.exists(os.path.join(root, "venvs", n, ".complete"))]
+print(json.dumps({
+    "machine": platform.machine(), "os": os_release.get("PRETTY_NAME", platform.system()),
+    "python": list(sys.version_info[:2]), "glibc": platform.libc_ver()[1], "free": disk.f_bavail * disk.f_frsize,
+    "current": link(os.path.join(root, "current")), "identity": identity, "releases": releases,
+    "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
+    "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
+    "writable": os.access(probe, os.W_OK), "probe": probe}))
+"""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What pre-flight read on the host."""
+
+    machine: str
+    os: str
+    python: tuple[int, int]
+    glibc: str
+    free: int
+    current: str | None
+    identity: str | None
+    releases: list[str]
+    venv_of: dict[str, str | None]
+    venvs: list[str]
+    systemd: bool
+    root_user: bool
+    has_venv: bool
+    writable: bool
+    probe: str
+
+    @property
+    def target(self) -> Target:
+        major, minor = (int(n) for n in self.glibc.split(".")[:2])
+        return Target(self.machine, self.python, (major, minor))
+
+
+# What a dry run assumes instead of asking the host: a Raspberry Pi OS Bookworm 64-bit with nothing deployed.
+DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 11], glibc="2.36", free=1 << 40,
+                     current=None, identity=None, releases=[], venv_of={}, venvs=[], systemd=True, root_user=False,
+                     has_venv=True, writable=True, probe="/")
+
+
+@dataclass
+class Options:
+    """Everything a host's deploy needs besides the host."""
+
+    model: Path
+    model_info: dict
+    builder: Builder
+    open_remote: Callable[[Host], Remote]
+    keep: int = 3
+    health_timeout: float = 60.0
+    say: Callable[[str], None] = print
+    staging: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bloomkit-deploy-")))
+
+
+class HostSteps:
+    """The remote steps on one host, over one Remote."""
+
+    def __init__(self, host: Host, remote: Remote) -> None:
+        self.host = host
+        self.remote = remote
+        self.layout = Layout(host.root)
+        self.facts: Facts | None = None
+        self.service = None
+
+    def read_facts(self) -> Facts:
+        command = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
+                   f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; "
+                   f"{quote(self.host.python, '-c', FACTS_SCRIPT, self.host.root)}")
+        output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS))
+        data = json.loads(output)
+        data["python"] = tuple(data["python"])
+        self.facts = Facts(**data)
+        self.service = service_for(self.host.service, self.layout, self.host.python,
+                                   systemd=self.facts.systemd, root_user=self.facts.root_user)
+        return self.facts
+
+    def check_can_run(self) -> None:
+        """Refuse a host that cannot run the device, before anything is built or sent."""
+        f = self.facts
+        if f.machine in ("armv7l", "armv6l", "armv8l", "i686", "i386"):
+            raise DeployError(f"{f.machine} is a 32-bit OS: bloomkit needs a 64-bit OS (64-bit Raspberry Pi OS)")
+        if f.machine not in MACHINES:
+            raise DeployError(f"unsupported CPU architecture {f.machine} (supported: {', '.join(MACHINES)})")
+        if f.python < OLDEST_PYTHON:
+            raise DeployError(f"{self.host.python} is Python {f.python[0]}.{f.python[1]}: bloomkit needs "
+                              f"{OLDEST_PYTHON[0]}.{OLDEST_PYTHON[1]} or newer")
+        if not f.glibc:
+            raise DeployError(f"{f.os} has no glibc: the device's wheels need a glibc system such as Debian")
+        if not f.has_venv:
+            raise DeployError(f"{self.host.python} cannot make venvs: install python3-venv on the host")
+        if not f.writable:
+            raise DeployError(f"{f.probe} is not writable: create {self.host.root} owned by the deploy user")
+
+    def check_disk(self, bundle: Bundle, wheel_bytes: int) -> None:
+        needed = sum(p.stat().st_size for p in bundle.files()) * 2 + wheel_bytes * VENV_GROWTH + DISK_MARGIN
+        if self.facts.free < needed:
+            raise DeployError(f"disk too full: {self.facts.free >> 20} MB free at {self.facts.probe}, "
+                              f"need {needed >> 20} MB")
+
+    def upload(self, bundle: Bundle, wheelhouse_files: list[Path], key: str) -> None:
+        """Into new directories next to the live ones, never into them."""
+        incoming = self.layout.incoming(bundle.version)
+        self.remote.run(quote("mkdir", "-p", incoming))
+        for path in bundle.files():
+            self.remote.put(path, f"{incoming}/{path.name}")
+        if wheelhouse_files:
+            wheels = self.layout.wheelhouse(key) + ".incoming"
+            self.remote.run(f"rm -rf {quote(wheels)} && mkdir -p {quote(wheels)}")
+            for path in wheelhouse_files:
+                self.remote.put(path, f"{wheels}/{path.name}")
+
+    def verify(self, bundle: Bundle, key: str, with_wheelhouse: bool) -> None:
+        check = "sha256sum --quiet --strict -c SHA256SUMS"
+        self.remote.run(f"cd {quote(self.layout.incoming(bundle.version))} && {check}")
+        if with_wheelhouse:
+            wheels = self.layout.wheelhouse(key)
+            self.remote.run(f"cd {quote(wheels + '.incoming')} && {check} && cd / && rm -rf {quote(wheels)} && "
+                            f"mv -T {quote(wheels + '.incoming')} {quote(wheels)}")
+
+    def build_venv(self, key: str) -> None:
+        """A venv with the wheelhouse's requirements, installed offline; marked complete only at the end."""
+        venv, wheels = self.layout.venv(key), self.layout.wheelhouse(key)
+        create = quote(self.host.python, "-m", "venv", "--system-site-packages", venv)
+        install = quote(f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check",
+                        "--find-links", wheels, "-r", f"{wheels}/requirements.txt")
+        self.remote.run(f"rm -rf {quote(venv)} && {create} && PIP_CONFIG_FILE=/dev/null {install} && "
+                        f"touch {quote(venv + '/.complete')} && rm -rf {quote(wheels)}")
+
+    def finish_release(self, bundle: Bundle, wheel_name: str, key: str) -> None:
+        """Link the venv, unpack the wheel, then move the release into place under its version."""
+        incoming = self.layout.incoming(bundle.version)
+        self.remote.run(
+            f"cd {quote(incoming)} && ln -sfn {quote('../../venvs/' + key)} venv && "
+            f"{quote(self.host.python, '-m', 'zipfile', '-e', wheel_name, 'lib')} && cd / && "
+            f"mv -T {quote(incoming)} {quote(self.layout.release(bundle.version))}")
+
+    def activate(self, version: str, timeout: float) -> dict:
+        """Point `current` at `version`, restart the daemon, wait until it is healthy with that model."""
+        self.remote.run(self.layout.switch(version))
+        self.restart()
+        return self.wait_healthy(timeout)
+
+    def restart(self) -> None:
+        for command in self.service.restart():
+            self.remote.run(command)
+
+    def wait_healthy(self, timeout: float) -> dict:
+        """The daemon's /healthz, asked on the host; raises DeployError (with the log's last line) if unhealthy."""
+        bind, _, port = self.host.daemon.http.rpartition(":")
+        address = "127.0.0.1" if bind in ("", "0.0.0.0", "::", "[::]", "*") else bind
+        current = self.layout.current
+        command = quote(self.host.python, f"{current}/health.py", "--url", f"http://{address}:{port}/healthz",
+                        "--manifest", f"{current}/manifest.json", "--timeout", timeout, *self.service.health_args())
+        output = self.remote.run(command + " || true", dry_output='{"healthy": true, "healthz": {}}')
+        answer = json.loads(output)
+        if not answer["healthy"]:
+            raise DeployError(answer["reason"] + self._last_log_line())
+        return answer["healthz"]
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.remote.run(self.service.logs(20) + " 2>/dev/null || true").strip().splitlines()
+        except DeployError:
+            return ""
+        errors = [line for line in lines if "error" in line.lower()]
+        return f"; log: {(errors or lines)[-1].strip()}" if lines else ""
+
+    def stop_and_clear(self) -> None:
+        """After a failed first deploy: no earlier release to return to, so nothing stays live."""
+        for command in self.service.stop():
+            self.remote.run(command)
+        self.remote.run(quote("rm", "-f", self.layout.current))
+
+    def prune(self, keep: int, current: str) -> None:
+        releases = sorted(set(self.facts.releases) | {current})
+        old_releases, old_venvs = to_prune(releases, self.facts.venv_of, self.facts.venvs, keep, current)
+        doomed = [self.layout.release(r) for r in old_releases] + [self.layout.venv(v) for v in old_venvs]
+        leftovers = f"{quote(self.layout.releases)}/.incoming-* {quote(self.layout.root)}/wheelhouses/*.incoming"
+        self.remote.run(f"rm -rf {quote(*doomed) if doomed else ''} {leftovers}")
+
+
+def deploy_host(host: Host, options: Options) -> HostResult:
+    """Deploy to one host; never raises: every failure becomes the result's stage and one-line reason."""
+    result = HostResult(host.name)
+    started = time.monotonic()
+    steps: HostSteps | None = None
+    where = "connect"
+    switched = False
+    say = lambda text: options.say(f"[{host.name}] {text}")  # noqa: E731
+    try:
+        steps = HostSteps(host, options.open_remote(host))
+        where = "preflight"
+        facts = steps.read_facts()
+        result.old = result.new = facts.current
+        steps.check_can_run()
+        say(f"{facts.os}, {facts.machine}, Python {facts.python[0]}.{facts.python[1]}, "
+            f"current release {facts.current or 'none'}")
+        where = "build"
+        wheel = options.builder.wheel()
+        wheelhouse = options.builder.wheelhouse(facts.target)
+        version = new_version(options.model_info["sha256"], facts.releases)
+        bundle = stage(host, options.model, options.model_info, wheel, wheelhouse,
+                       options.staging / host.name / version, version)
+        if bundle.identity == facts.identity:
+            result.status = SKIPPED
+            return result
+        need_venv = wheelhouse.key not in facts.venvs
+        wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
+        where = "preflight"
+        steps.check_disk(bundle, sum(p.stat().st_size for p in wheel_files if p.is_file()))
+        where = "upload"
+        say(f"uploading {bundle.version}" + (" and the wheelhouse" if need_venv else ""))
+        steps.upload(bundle, wheel_files, wheelhouse.key)
+        where = "verify"
+        steps.verify(bundle, wheelhouse.key, with_wheelhouse=need_venv)
+        where = "venv"
+        if need_venv:
+            say("building the venv (first deploy or new requirements)")
+            steps.build_venv(wheelhouse.key)
+        steps.finish_release(bundle, wheel.name, wheelhouse.key)
+        where = "switch"
+        switched = True
+        steps.remote.run(steps.layout.switch(bundle.version))
+        result.new = bundle.version
+        where = "restart"
+        steps.restart()
+        where = "health"
+        say("waiting for /healthz")
+        steps.wait_healthy(options.health_timeout)
+        where = "prune"
+        steps.prune(options.keep, bundle.version)
+        result.status = OK
+    except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
+        result.status, result.reason = FAILED, _reason(error)
+        result.stage = "connect" if isinstance(error, ConnectError) else where
+        if switched:
+            _roll_back(host, options, steps, result)
+    finally:
+        if steps is not None:
+            steps.remote.close()
+        result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def _roll_back(host: Host, options: Options, failed: HostSteps, result: HostResult) -> None:
+    """Switch back to the release that was current, over a fresh connection (the old one may be gone)."""
+    failed.remote.close()
+    try:
+        steps = HostSteps(host, options.open_remote(host))
+        steps.read_facts()
+        try:
+            if result.old is None:
+                steps.stop_and_clear()
+                result.new = None
+                result.reason += "; no earlier release to return to: daemon stopped"
+                return
+            steps.activate(result.old, options.health_timeout)
+            result.status, result.new = ROLLED_BACK, result.old
+        finally:
+            steps.remote.close()
+    except Exception as error:  # noqa: BLE001
+        result.reason += f"; rollback failed too: {_reason(error)}"
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, DeployError):
+        return str(error)
+    return describe_ssh_error(error)

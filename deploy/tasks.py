@@ -1,0 +1,122 @@
+"""`fab deploy | rollback | status | logs`: options in, hosts from -H or the inventory, a report out."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from device.errors import UserError
+from deploy.errors import InventoryError
+from deploy.inventory import Host, load_inventory, parse_host_string
+from deploy.report import HostResult, table, to_json
+
+DEFAULT_INVENTORY = Path("fleet.yaml")
+
+HOST_HELP = {
+    "inventory": "hosts file (default: ./fleet.yaml); or give one host with fab -H user@host[:port]",
+    "group": "only the hosts of this inventory group",
+    "accept-new-host-keys": "record the key of a host not yet in known_hosts (a changed key is still refused)",
+}
+FLEET_HELP = {**HOST_HELP, "parallel": "hosts at once (default 4)", "json": "print the report as JSON"}
+
+
+def one_line_errors(body):
+    """A user's mistake ends the task with one line and exit 1, never a traceback."""
+    @functools.wraps(body)
+    def wrapper(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except UserError as error:
+            raise Exit(f"fab: error: {error}", code=1) from None
+    return wrapper
+
+
+def select_hosts(c, inventory: str | None, group: str | None) -> list[Host]:
+    """The host Fabric's -H gave (with its inventory settings when it is listed there), else the inventory's."""
+    path = Path(inventory) if inventory else DEFAULT_INVENTORY
+    loaded = load_inventory(path) if inventory or path.is_file() else None
+    if isinstance(c, Connection):
+        listed = loaded.hosts.get(c.original_host) if loaded else None
+        if listed is not None:
+            return [listed]
+        return [parse_host_string(c.original_host) if c.original_host else Host(name=c.host)]
+    if loaded is None:
+        raise InventoryError(f"no hosts: give -H user@host or an inventory (--inventory, or {DEFAULT_INVENTORY})")
+    return loaded.select(group)
+
+
+def finish(results: list[HostResult], as_json: bool) -> None:
+    print(to_json(results) if as_json else table(results))
+    if not all(r.ok for r in results):
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "model": "the .tflite model to deploy", "canary": "deploy to this host first, alone",
+            "max-failures": "stop when more than this share of hosts failed (default 0.5)",
+            "keep": "releases to keep per host (default 3)", "health-timeout": "seconds to wait for /healthz",
+            "dry-run": "print every command and transfer, touch no host"})
+@one_line_errors
+def deploy(c, model, inventory=None, group=None, parallel=4, canary=None, max_failures=0.5, keep=3,
+           health_timeout=60.0, json_=False, dry_run=False, accept_new_host_keys=False):
+    """Deploy a model (and this checkout's device code) to one host or a fleet, with automatic rollback."""
+    from deploy.fleet import deploy_fleet
+
+    hosts = select_hosts(c, inventory, group)
+    results = deploy_fleet(hosts, Path(model), keep=int(keep), health_timeout=float(health_timeout),
+                           dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=c.config,
+                           parallel=int(parallel), canary=canary, max_failures=float(max_failures), quiet=json_)
+    finish(results, json_)
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "to": "the release to return to (default: the one before the current)",
+            "health-timeout": "seconds to wait for /healthz"})
+@one_line_errors
+def rollback(c, inventory=None, group=None, to=None, parallel=4, health_timeout=60.0, json_=False,
+             accept_new_host_keys=False):
+    """Return each host to its previous release (or --to VERSION), confirming health."""
+    from deploy.fleet import host_job, remote_opener, rollback_work, run_fleet
+
+    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
+    job = host_job(opener, rollback_work(to, float(health_timeout)))
+    finish(run_fleet(select_hosts(c, inventory, group), job, parallel=int(parallel), max_failures=1.0), json_)
+
+
+@task(auto_shortflags=False, help=FLEET_HELP)
+@one_line_errors
+def status(c, inventory=None, group=None, parallel=4, json_=False, accept_new_host_keys=False):
+    """Release, health, fps and model of each host."""
+    from deploy.fleet import host_job, remote_opener, run_fleet, status_work
+
+    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
+    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, status_work), parallel=int(parallel),
+                        max_failures=1.0)
+    if json_:
+        return finish(results, True)
+    for r in results:
+        if r.detail:
+            d = r.detail
+            r.reason = f"{d['model']} {d['model_version'] or ''} sha256 {str(d['sha256'])[:12]}, {d['fps']:.1f} fps"
+    finish(results, False)
+
+
+@task(auto_shortflags=False, help={**HOST_HELP, "lines": "lines of log per host (default 50)"})
+@one_line_errors
+def logs(c, inventory=None, group=None, lines=50, accept_new_host_keys=False):
+    """The daemon's recent log on each host (journald on systemd, else the pidfile manager's log file)."""
+    from deploy.fleet import host_job, remote_opener, run_fleet
+
+    def show(steps, result):
+        text = steps.remote.run(steps.service.logs(int(lines)))
+        print(f"==> {steps.host.name} <==\n{text.rstrip()}\n", file=sys.stdout, flush=True)
+        result.status = "OK"
+
+    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
+    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, show), parallel=1, max_failures=1.0)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"{r.host}: {r.reason}", file=sys.stderr)
+    if failed:
+        raise Exit(code=1)

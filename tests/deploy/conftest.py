@@ -1,0 +1,186 @@
+"""Real OpenSSH servers on loopback ports, each a "host" with its own deploy root, for `fab deploy` to use."""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from deploy.inventory import DaemonOptions, Host
+from tests.conftest import require
+
+SSHD = Path("/usr/sbin/sshd")
+PHOTOS_PER_HOST = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(path)],
+                   check=True)
+    return path
+
+
+@dataclass
+class SshServer:
+    """One sshd on 127.0.0.1:port; `stop()` kills it and every session it serves."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill_sessions(self) -> int:
+        """Kill the per-connection sshd children (as a dropped network link would), keep the listener."""
+        import psutil
+
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        for child in children:
+            child.kill()
+        return len(children)
+
+
+@dataclass
+class SshLab:
+    """Per-test hosts: client key, known_hosts and photos shared, a fresh sshd and root per host."""
+
+    base: Path
+    identity: Path
+    known_hosts: Path
+    photos: Path
+    servers: list[SshServer] = field(default_factory=list)
+
+    def start_server(self, name: str, *, trusted: bool = True) -> SshServer:
+        directory = self.base / name
+        directory.mkdir(parents=True)
+        host_key = _keygen(directory / "ssh_host_ed25519_key")
+        port = free_port()
+        config = directory / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {directory / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.identity}.pub", "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50", "",
+        ]))
+        Path("/run/sshd").mkdir(exist_ok=True)
+        process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
+                                   stderr=open(directory / "sshd.log", "wb"))
+        server = SshServer(port, directory, process)
+        self.servers.append(server)
+        _wait_for_port(port, process)
+        if trusted:
+            public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
+            with open(self.known_hosts, "a") as file:
+                file.write(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+        return server
+
+    def host(self, name: str, server: SshServer | None = None, *, port: int | None = None, **settings) -> Host:
+        """A Host for `server` (or an unused `port`), with its own root and daemon HTTP port."""
+        root = self.base / name / "opt" / "bloomkit"
+        daemon = DaemonOptions(http=f"127.0.0.1:{free_port()}", source=f"folder:{self.photos}")
+        return Host(name=name, hostname="127.0.0.1", port=server.port if server else port, user=getpass.getuser(),
+                    identity=self.identity, known_hosts=self.known_hosts, root=str(root),
+                    python="/usr/bin/python3", daemon=daemon, **settings)
+
+    def close(self) -> None:
+        for root in self.base.glob("*/opt/bloomkit"):
+            stop_daemon(root)
+        for server in self.servers:
+            server.stop()
+
+
+def stop_daemon(root: Path) -> None:
+    """Stop a test host's daemon, as the teardown must leave no process behind."""
+    pidfile = root / "run" / "daemon.pid"
+    if pidfile.is_file():
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd did not listen on {port}")
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory) -> Path:
+    require(SSHD.exists(), "OpenSSH server not installed (/usr/sbin/sshd): apt-get install openssh-server")
+    require(shutil.which("ssh-keygen") is not None, "ssh-keygen not installed")
+    return _keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def photos(flowers_dir, tmp_path_factory) -> Path:
+    """A few real flower photos for the daemons' `--source folder:`."""
+    folder = tmp_path_factory.mktemp("photos")
+    for photo in sorted(flowers_dir.glob("*/*.jpg"))[::100][:PHOTOS_PER_HOST]:
+        shutil.copy(photo, folder / photo.name)
+    return folder
+
+
+@pytest.fixture
+def lab(tmp_path, client_key, photos):
+    lab = SshLab(tmp_path / "hosts", client_key, tmp_path / "known_hosts", photos)
+    lab.known_hosts.touch()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="session")
+def builder(tmp_path_factory):
+    """One cache for the session: the wheel and the loopback hosts' wheelhouse are built once."""
+    from deploy.build import Builder
+
+    return Builder(tmp_path_factory.mktemp("deploy-cache"))
+
+
+@dataclass(frozen=True)
+class Models:
+    first: Path        # the reference model
+    second: Path       # the same network with metadata version v2: different bytes and sha256
+    broken: Path       # passes local validation, but no runtime can prepare it: the daemon never gets healthy
+
+
+@pytest.fixture(scope="session")
+def models(reference_model, tmp_path_factory) -> Models:
+    from device.metadata import read_model_info, write_metadata
+
+    folder = tmp_path_factory.mktemp("models")
+    original = reference_model.read_bytes()
+    info = read_model_info(original)
+    second = folder / "flowers-v2.tflite"
+    second.write_bytes(write_metadata(original, info.labels, mean=info.mean, std=info.std, name=info.name,
+                                      version="v2"))
+    # Every [1, 224, 224, 3] shape becomes 4 channels: the metadata still reads fine, the convolutions
+    # no longer fit their weights, so the interpreter fails to prepare.
+    shape = b"".join(n.to_bytes(4, "little") for n in (4, 1, 224, 224, 3))
+    assert shape in original
+    broken = folder / "flowers-4-channels.tflite"
+    broken.write_bytes(original.replace(shape, shape[:-4] + (4).to_bytes(4, "little")))
+    return Models(reference_model, second, broken)
