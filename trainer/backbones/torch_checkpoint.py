@@ -125,10 +125,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def parse_state_dict(data: bytes) -> dict[str, np.ndarray]:
     """`read_state_dict` for bytes already in memory."""
+    if data.startswith(b"PK\x03\x04"):
+        raise CheckpointError("zip-format checkpoints (PyTorch >= 1.6) are not supported, only the legacy format")
     file = io.BytesIO(data)
     if _load_pickle(file) != LEGACY_MAGIC:
-        raise CheckpointError("not a legacy PyTorch checkpoint (bad magic number); "
-                              "zip-format checkpoints (PyTorch >= 1.6) are not supported")
+        raise CheckpointError("not a legacy PyTorch checkpoint (bad magic number)")
     if _load_pickle(file) != LEGACY_PROTOCOL:
         raise CheckpointError("unsupported legacy PyTorch protocol version")
     sys_info = _load_pickle(file)
