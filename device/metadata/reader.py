@@ -68,8 +68,19 @@ class _Metadata:
 
 
 def read_model_info(model: str | os.PathLike | bytes, labels_file: str | os.PathLike | None = None) -> ModelInfo:
-    """Read a classifier's metadata and tensors; `labels_file`, when given, overrides embedded labels."""
-    data = model if isinstance(model, bytes) else _read_file(model, "model")
+    """Read a classifier's metadata and tensors; `labels_file`, when given, overrides embedded labels.
+
+    Errors about a model given as a path name the file.
+    """
+    if isinstance(model, bytes):
+        return _read_model_info(model, labels_file)
+    try:
+        return _read_model_info(_read_file(model, "model"), labels_file)
+    except MetadataError as error:
+        raise type(error)(f"{os.fspath(model)}: {error}") from None
+
+
+def _read_model_info(data: bytes, labels_file: str | os.PathLike | None) -> ModelInfo:
     tensors = read_tensors(data)
     metadata = _read_metadata(data)
     labels = _labels(data, metadata, labels_file)
@@ -205,7 +216,7 @@ def _axis_labels_file(tensor: flatbuf.Table) -> str | None:
 
 def _labels(data: bytes, metadata: _Metadata | None, labels_file: str | os.PathLike | None) -> tuple[str, ...]:
     if labels_file is not None:
-        text, source = _read_file(labels_file, "labels file"), os.fspath(labels_file)
+        text, source = _read_file(labels_file, f"labels file {os.fspath(labels_file)}"), os.fspath(labels_file)
     elif metadata is None:
         raise NoMetadataError("model has no metadata; name its labels file")
     elif metadata.labels_file is None:
@@ -226,7 +237,7 @@ def _read_file(path: str | os.PathLike, what: str) -> bytes:
         with open(path, "rb") as file:
             return file.read()
     except OSError as error:
-        raise MetadataError(f"cannot read {what} {os.fspath(path)}: {error.strerror or error}") from None
+        raise MetadataError(f"cannot read {what}: {error.strerror or error}") from None
 
 
 @contextlib.contextmanager

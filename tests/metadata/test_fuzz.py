@@ -64,7 +64,7 @@ def fuzz(seeds: tuple[bytes, ...], examples: int) -> None:
 
 
 def test_fuzz_quick(seeds):
-    fuzz(seeds, 1200)
+    fuzz(seeds, 800)
 
 
 @pytest.mark.slow

@@ -1,0 +1,120 @@
+"""`device info` and `trainer metadata` as a person runs them, on real files.
+
+In-process through the CLIs' own entry (which turns `UserError`s into one line, and lets any other
+exception escape, failing the test); one real process checks that `trainer metadata` runs without
+TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from device import cli as device_cli
+from device.metadata import read_model_info
+from device.subcommands import run_cli
+from tests.metadata.conftest import FLOWERS
+
+# `trainer metadata` through the shared dispatcher, alone, and reporting whether TensorFlow got imported
+TRAINER_METADATA = """
+import sys
+from device.subcommands import run_cli
+code = run_cli("trainer", "", "trainer.commands", ["metadata"], sys.argv[1:])
+print("tensorflow imported:", "tensorflow" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def device(capsys):
+    def run(*arguments) -> subprocess.CompletedProcess:
+        code = device_cli.main(list(map(str, arguments)))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(arguments, code, out, err)
+    return run
+
+
+@pytest.fixture
+def trainer_metadata(capsys):
+    """`trainer metadata` alone (the other trainer commands need not exist for it to work)."""
+    def run(*arguments) -> subprocess.CompletedProcess:
+        code = run_cli("trainer", "", "trainer.commands", ["metadata"], ["metadata", *map(str, arguments)])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(arguments, code, out, err)
+    return run
+
+
+def test_info_for_people_and_for_scripts(reference_model, device):
+    shown = device("info", reference_model)
+    assert shown.returncode == 0, shown.stderr
+    lines = dict(line.split(None, 1) for line in shown.stdout.splitlines() if not line.startswith("labels"))
+    assert lines["name"] == "efficientnet_lite0"
+    assert lines["normalization"] == "mean 0, std 255"
+    assert "uint8 [1, 224, 224, 3]" in lines["input"]
+    assert lines["runtime"].startswith("ai-edge-litert")
+    assert re.search(r"^labels \(5\) +daisy, dandelion, roses, sunflowers, tulips$", shown.stdout, re.M)
+    column = len("normalization  ")   # the longest key, then the values, aligned
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in shown.stdout.splitlines())
+
+    report = json.loads(device("info", reference_model, "--json").stdout)
+    assert report["labels"] == list(FLOWERS)
+    assert report["input"] == {"name": "input_1", "shape": [1, 224, 224, 3], "dtype": "uint8",
+                               "scale": pytest.approx(1 / 255), "zero_point": 0}
+    assert report["input_size"] == [224, 224] and report["has_metadata"]
+
+
+def bad_files(reference_model, bare_model, tmp_path):
+    data = reference_model.read_bytes()
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0JFIF" + bytes(64))
+    (tmp_path / "half.tflite").write_bytes(data[:len(data) // 2])
+    (tmp_path / "three.txt").write_text("daisy\nroses\ntulips\n")
+    return {
+        "not a TFLite model": [tmp_path / "photo.jpg"],
+        "truncated": [tmp_path / "half.tflite"],
+        "no metadata": [bare_model],
+        "3 labels, but the model outputs 5": [reference_model, "--labels", tmp_path / "three.txt"],
+        "No such file": [tmp_path / "missing.tflite"],
+    }
+
+
+def test_info_on_bad_files_says_one_line(reference_model, bare_model, tmp_path, device):
+    for message, arguments in bad_files(reference_model, bare_model, tmp_path).items():
+        shown = device("info", *arguments)
+        assert shown.returncode == 1 and shown.stdout == ""
+        assert shown.stderr.startswith("device: error: ") and shown.stderr.count("\n") == 1, shown.stderr
+        assert message in shown.stderr
+
+
+def test_trainer_metadata_round_trip_without_tensorflow(bare_model, tmp_path, trainer_metadata):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(FLOWERS) + "\n")
+    out = tmp_path / "flowers.tflite"
+    done = subprocess.run([sys.executable, "-c", TRAINER_METADATA, "metadata", bare_model, "--labels", labels,
+                           "--name", "flowers", "--version", "v3", "--author", "me", "-o", out],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "tensorflow imported: False" in done.stderr
+    info = read_model_info(out)
+    assert (info.name, info.version, info.author, info.labels) == ("flowers", "v3", "me", FLOWERS)
+    assert (info.mean, info.std) == ((0.0,), (pytest.approx(255.0),))   # from the uint8 input's quantization
+
+    done = trainer_metadata(out, "--labels", labels, "--mean", "127", "--std", "128", "-o", out)
+    assert done.returncode == 0, done.stderr
+    info = read_model_info(out)
+    assert (info.name, info.mean, info.std) == ("flowers", (127.0,), (128.0,))
+
+
+def test_trainer_metadata_refuses_and_keeps_the_output(bare_model, tmp_path, trainer_metadata):
+    out = tmp_path / "out.tflite"
+    out.write_bytes(b"precious")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("one\ntwo\n")
+    done = trainer_metadata(bare_model, "--labels", labels, "-o", out)
+    assert done.returncode == 1 and "2 labels, but the model outputs 5" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert out.read_bytes() == b"precious"
+    done = trainer_metadata(bare_model, "--labels", labels, "--mean", "1", "-o", out)
+    assert done.returncode == 1 and "--mean and --std together" in done.stderr
