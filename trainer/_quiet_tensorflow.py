@@ -28,7 +28,6 @@ _NOISE = (
 
 def _import_tensorflow_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -40,10 +39,9 @@ def _import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        captured.seek(0)
-        kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                if not any(noise in line for noise in _NOISE)]
-    sys.stderr.write("".join(kept))
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in _NOISE)))
     tf.get_logger().setLevel(logging.ERROR)
 
 

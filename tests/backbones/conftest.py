@@ -10,3 +10,11 @@ def temporary_cache(tmp_path_factory):
         root = tmp_path_factory.mktemp("bloomkit-cache")
         patch.setenv("BLOOMKIT_CACHE", str(root))
         yield root
+
+
+@pytest.fixture(scope="session")
+def lite0_features():
+    """One ImageNet Lite0 feature extractor for the tests that only read it."""
+    from trainer import model_spec
+
+    return model_spec.get("efficientnet_lite0").feature_extractor()

@@ -9,11 +9,11 @@ from trainer import model_spec
 from trainer.model_spec import ImageModelSpec, ModelSpecError
 
 
-def test_lite0_is_the_default_and_matches_model_makers_feature_vector():
+def test_lite0_is_the_default_and_matches_model_makers_feature_vector(lite0_features):
     assert model_spec.names()[0] == "efficientnet_lite0"
     spec = model_spec.get("efficientnet_lite0")
     assert (spec.name, spec.input_size, spec.mean, spec.std) == ("efficientnet_lite0", (224, 224), (127.0,), (128.0,))
-    model = spec.feature_extractor()
+    model = lite0_features
     assert model.count_params() == 3_413_024  # what Model Maker's TF Hub lite0 feature-vector layer had
     assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 1280)
     assert all(layer.trainable for layer in model.layers)

@@ -37,10 +37,10 @@ def test_imagenet_head_names_the_photos_and_matches_pytorch(name):
         np.testing.assert_allclose(values, TORCH_LOGITS[f"{name}/{photo}"], atol=1e-4, rtol=0)
 
 
-def test_feature_extractor_features_are_the_classifier_inputs():
+def test_feature_extractor_features_are_the_classifier_inputs(lite0_features):
     """The 1280 pooled features, through the ImageNet head's weights, give PyTorch's logits."""
     spec = model_spec.get("efficientnet_lite0")
-    features = spec.feature_extractor().predict(photos(spec)["coffee"][None], verbose=0)[0]
+    features = lite0_features.predict(photos(spec)["coffee"][None], verbose=0)[0]
     weights = spec.imagenet_weights()
     kernel, bias = (weights[path] for path in CLASSIFIER_WEIGHTS)
     np.testing.assert_allclose(features @ kernel + bias, TORCH_LOGITS["efficientnet_lite0/coffee"], atol=1e-4, rtol=0)

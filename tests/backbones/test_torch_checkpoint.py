@@ -1,9 +1,14 @@
 """The torch-free reader of legacy PyTorch checkpoints: exact tensors, and no code execution."""
 from __future__ import annotations
 
+import collections
+import io
 import os
 import pickle
+import sys
+import types
 
+import numpy as np
 import pytest
 
 from trainer import model_spec
@@ -37,10 +42,13 @@ class Exploit:
         return self.call, (self.command,)
 
 
+def _legacy_file_header() -> bytes:
+    return b"".join(pickle.dumps(part, protocol=2) for part in
+                    (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True, "protocol_version": LEGACY_PROTOCOL}))
+
+
 def _legacy_file(payload) -> bytes:
-    header = b"".join(pickle.dumps(part, protocol=2) for part in
-                      (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True, "protocol_version": LEGACY_PROTOCOL}))
-    return header + pickle.dumps(payload, protocol=2) + pickle.dumps([], protocol=2)
+    return _legacy_file_header() + pickle.dumps(payload, protocol=2) + pickle.dumps([], protocol=2)
 
 
 @pytest.mark.parametrize("call", [os.system, eval, getattr(__import__("subprocess"), "getoutput")],
@@ -80,3 +88,61 @@ def test_a_checkpoint_not_matching_the_digest_in_its_name_is_refused(tmp_path, l
 def test_a_zip_format_checkpoint_is_named_as_unsupported(tmp_path):
     with pytest.raises(CheckpointError, match="zip-format"):
         parse_state_dict(b"PK\x03\x04" + bytes(100))
+
+
+def _write_legacy(monkeypatch, tensors: dict, storages: dict) -> bytes:
+    """A legacy checkpoint as torch.save wrote it, made without torch: `tensors` name ->
+    (storage key, offset, size, stride), `storages` key -> float32 array."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        __module__, __qualname__ = "torch", "FloatStorage"
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("only pickled, never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Storage:
+        def __init__(self, key):
+            self.key = key
+
+    class Tensor:
+        def __init__(self, key, offset, size, stride):
+            self.args = (Storage(key), offset, size, stride, False, collections.OrderedDict())
+
+        def __reduce__(self):
+            return _rebuild_tensor_v2, self.args
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return "storage", FloatStorage, obj.key, "cpu", storages[obj.key].size, None
+            return None
+
+    body = io.BytesIO()
+    Pickler(body, protocol=2).dump(collections.OrderedDict((name, Tensor(*spec)) for name, spec in tensors.items()))
+    keys = pickle.dumps(list(storages), protocol=2)
+    raw = b"".join(np.int64(array.size).tobytes() + array.astype("<f4").tobytes() for array in storages.values())
+    return _legacy_file_header() + body.getvalue() + keys + raw
+
+
+def test_offsets_and_strides_are_honoured(monkeypatch):
+    storage = np.arange(12, dtype=np.float32)
+    data = _write_legacy(monkeypatch, {"plain": ("0", 0, (3, 4), (4, 1)), "transposed": ("0", 0, (4, 3), (1, 4)),
+                                       "tail": ("0", 10, (2,), (1,))}, {"0": storage})
+    state = parse_state_dict(data)
+    np.testing.assert_array_equal(state["plain"], storage.reshape(3, 4))
+    np.testing.assert_array_equal(state["transposed"], storage.reshape(3, 4).T)
+    np.testing.assert_array_equal(state["tail"], [10, 11])
+
+
+@pytest.mark.parametrize("offset, size, stride", [(10, (3,), (1,)), (0, (-1,), (1,)), (0, (2, 2), (1,))],
+                         ids=["past_the_end", "negative_size", "stride_rank"])
+def test_a_tensor_outside_its_storage_is_refused(monkeypatch, offset, size, stride):
+    data = _write_legacy(monkeypatch, {"bad": ("0", offset, size, stride)}, {"0": np.zeros(12, np.float32)})
+    with pytest.raises(CheckpointError, match="outside its storage|malformed tensor"):
+        parse_state_dict(data)

@@ -63,7 +63,9 @@ class _TensorRef:
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None) -> _TensorRef:
-    return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+    if not isinstance(storage, _StorageRef) or len(size) != len(stride):
+        raise CheckpointError("checkpoint has a malformed tensor")
+    return _TensorRef(storage, int(storage_offset), tuple(map(int, size)), tuple(map(int, stride)))
 
 
 def _rebuild_parameter(data, requires_grad=True, backward_hooks=None) -> _TensorRef:
@@ -174,7 +176,8 @@ def _materialize(tensor: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndar
     if storage is None:
         raise CheckpointError(f"checkpoint lacks storage {tensor.storage.key!r}")
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
-    if tensor.offset < 0 or any(s < 0 for s in tensor.stride) or (all(tensor.size) and last >= storage.size):
+    if (tensor.offset < 0 or any(n < 0 for n in tensor.size) or any(s < 0 for s in tensor.stride)
+            or (all(tensor.size) and last >= storage.size)):
         raise CheckpointError("checkpoint tensor reaches outside its storage")
     itemsize = storage.itemsize
     view = np.lib.stride_tricks.as_strided(storage[tensor.offset:], shape=tensor.size,
