@@ -16,13 +16,13 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from device.atomic import atomic_write
 from device.errors import UserError
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
 from trainer.data import DataLoader
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
-from trainer.files import write_atomically
 from trainer.quantization import QuantizationConfig
 from trainer.tflite_eval import tflite_scores
 
@@ -238,10 +238,14 @@ class ImageClassifier:
         """
         formats = _as_formats(export_format)
         export_dir = Path(export_dir)
+        export_dir.mkdir(parents=True, exist_ok=True)
         if ExportFormat.TFLITE in formats:
-            write_atomically(export_dir / tflite_filename, self.tflite_model(quantization_config, version))
+            model = self.tflite_model(quantization_config, version)
+            with atomic_write(export_dir / tflite_filename, "wb") as file:
+                file.write(model)
         if ExportFormat.LABEL in formats:
-            write_atomically(export_dir / label_filename, labels_text(self.index_to_label))
+            with atomic_write(export_dir / label_filename) as file:
+                file.write(labels_text(self.index_to_label))
         if ExportFormat.SAVED_MODEL in formats:
             save_saved_model(self.model, export_dir / saved_model_filename)
 
