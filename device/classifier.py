@@ -132,11 +132,11 @@ def _pixel_table(detail: dict, info: ModelInfo) -> np.ndarray | None:
     if dtype == np.float32:
         return None
     scale, zero_point = detail["quantization"]
-    pixel = np.arange(256, dtype=np.float32)[:, np.newaxis]
-    normalized = (pixel - np.asarray(info.mean, np.float32)) / np.asarray(info.std, np.float32)
-    quantized = np.broadcast_to(np.round(normalized / np.float32(scale) + zero_point), (256, 3))
+    pixel = np.arange(256, dtype=np.float64)[:, np.newaxis]
+    steps = (pixel - np.asarray(info.mean, np.float64)) / np.asarray(info.std, np.float64) / scale
+    rounded = np.sign(steps) * np.floor(np.abs(steps) + 0.5)  # half away from zero, as TFLite's Quantize
     limits = np.iinfo(dtype)
-    table = np.clip(quantized, limits.min, limits.max).astype(dtype)
+    table = np.clip(np.broadcast_to(rounded + zero_point, (256, 3)), limits.min, limits.max).astype(dtype)
     if dtype == np.uint8 and np.array_equal(table, np.broadcast_to(pixel.astype(np.uint8), (256, 3))):
         return None
     return np.ascontiguousarray(table)
