@@ -1,0 +1,162 @@
+"""`device classify`: records for every file, errors listed not fatal, --eval, atomic output."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device.cli import main
+from tests.conftest import REPO
+
+PER_LABEL = 3
+BAD_FILES = {"daisy/empty.jpg": "", "roses/truncated.jpg": None, "tulips/notes.txt": "not a photo\n"}
+
+
+@pytest.fixture(scope="module")
+def photo_folder(flowers_dir, tmp_path_factory) -> Path:
+    """3 photos per label in label sub-folders, plus an empty, a truncated and a text file, and a hidden one."""
+    folder = tmp_path_factory.mktemp("photos")
+    for label in sorted(p for p in flowers_dir.iterdir() if p.is_dir()):
+        (folder / label.name).mkdir()
+        for photo in sorted(label.glob("*.jpg"))[:PER_LABEL]:
+            shutil.copy(photo, folder / label.name / photo.name)
+    some_photo = next((flowers_dir / "roses").glob("*.jpg")).read_bytes()
+    for name, content in BAD_FILES.items():
+        path = folder / name
+        if content is None:
+            path.write_bytes(some_photo[:len(some_photo) // 3])
+        else:
+            path.write_text(content)
+    (folder / "daisy" / ".DS_Store").write_bytes(b"\0\1")
+    return folder
+
+
+def classify(*args: str) -> int:
+    return main(["classify", *map(str, args)])
+
+
+def test_csv_has_a_row_per_file_and_lists_unreadable_ones(photo_folder, reference_model, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert classify(photo_folder, "--model", reference_model, "--out", out) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["path", "top1", "score1", "top2", "score2", "top3", "score3", "latency_ms", "error"]
+    expected = sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+    assert [row["path"] for row in rows] == expected
+    errors = {row["path"]: row["error"] for row in rows if row["error"]}
+    assert set(errors) == set(BAD_FILES)
+    assert errors["tulips/notes.txt"] == "not an image"
+    good = [row for row in rows if not row["error"]]
+    assert len(good) == 5 * PER_LABEL
+    assert all(float(row["latency_ms"]) > 0 and row["top3"] for row in good)
+    assert all(float(row["score1"]) >= float(row["score2"]) >= float(row["score3"]) for row in good)
+    assert sum(row["top1"] == row["path"].split("/")[0] for row in good) >= 12
+    captured = capsys.readouterr()
+    assert f"classified {5 * PER_LABEL} images" in captured.out
+    assert "skipped 3 files" in captured.out and "tulips/notes.txt: not an image" in captured.out
+    assert captured.err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_jsonl_records_and_json_summary(photo_folder, reference_model, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    assert classify(photo_folder, "--model", reference_model, "--out", out, "--json", "--top-k", "2") == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    classified = [r for r in records if "top" in r]
+    assert summary["images"] == len(classified) == 5 * PER_LABEL
+    assert sorted(s["path"] for s in summary["skipped"]) == sorted(BAD_FILES)
+    assert all(set(r) == {"path", "error"} for r in records if "top" not in r)
+    assert all(len(r["top"]) == 2 and set(r["top"][0]) == {"label", "score"} for r in classified)
+    counts = {label: sum(r["top"][0]["label"] == label for r in classified) for label in summary["labels"]}
+    assert summary["labels"] == counts
+    assert summary["images_per_second"] > 0 and "accuracy" not in summary
+
+
+def test_eval_reports_accuracy_recall_and_confusion(flowers_dir, reference_model, tmp_path, capsys):
+    folder = tmp_path / "eval"
+    for label in ("daisy", "sunflowers"):
+        shutil.copytree(flowers_dir / label, folder / label,
+                        ignore=lambda _, names: sorted(names)[6:])
+    out = tmp_path / "eval.jsonl"
+    assert classify(folder, "--model", reference_model, "--out", out, "--eval", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    hits = [r["top"][0]["label"] == r["path"].split("/")[0] for r in records]
+    assert summary["accuracy"] == pytest.approx(sum(hits) / len(hits), abs=1e-4)
+    assert set(summary["recall"]) == {"daisy", "sunflowers"}
+    matrix = summary["confusion"]["matrix"]
+    assert summary["confusion"]["labels"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert [sum(row) for row in matrix] == [6, 0, 0, 6, 0]
+    assert matrix[0][0] + matrix[3][3] == sum(hits)
+
+    assert classify(folder, "--model", reference_model, "--out", out, "--eval") == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "confusion" in printed
+
+
+def test_eval_needs_label_sub_folders(photo_folder, reference_model, tmp_path, capsys):
+    folder = tmp_path / "pets"
+    shutil.copytree(photo_folder / "daisy", folder / "cats")
+    shutil.copytree(photo_folder / "roses", folder / "roses")
+    assert classify(folder, "--model", reference_model, "--out", tmp_path / "x.csv", "--eval") == 1
+    error = capsys.readouterr().err
+    assert error.startswith("device: error: --eval: sub-folders cats are not labels") and error.count("\n") == 1
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "absent", "no such folder"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no files to classify"),
+])
+def test_missing_or_empty_folder_is_one_line(tmp_path, reference_model, capsys, make, message):
+    assert classify(make(tmp_path), "--model", reference_model) == 1
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_without_out_records_go_to_stdout_and_summary_to_stderr(photo_folder, reference_model, capsys):
+    assert classify(photo_folder / "tulips", "--model", reference_model, "--format", "jsonl") == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(records) == PER_LABEL + 1
+    assert "classified 3 images" in captured.err
+
+
+def test_an_output_inside_the_folder_is_not_classified(photo_folder, reference_model, tmp_path):
+    folder = tmp_path / "tulips"
+    shutil.copytree(photo_folder / "tulips", folder)
+    out = folder / "results.csv"
+    for _ in range(2):
+        assert classify(folder, "--model", reference_model, "--out", out) == 0
+    assert "results.csv" not in out.read_text()
+
+
+def test_an_unknown_extension_needs_format(photo_folder, reference_model, tmp_path, capsys):
+    assert classify(photo_folder, "--model", reference_model, "--out", tmp_path / "results.txt") == 1
+    assert "--format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_run_leaves_the_old_output_intact(flowers_dir, reference_model, tmp_path, sig):
+    out = tmp_path / "results.csv"
+    out.write_text("path,top1\nold,row\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "classify", str(flowers_dir), "--model", str(reference_model),
+         "--out", str(out), "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in tmp_path.glob(".results.csv.*.tmp")):  # rows are being written
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert out.read_text() == "path,top1\nold,row\n"
+    if sig == signal.SIGINT:
+        assert process.returncode == 130 and b"interrupted" in stderr
+        assert not list(tmp_path.glob(".results.csv.*"))
