@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
     import functools
     import logging
     import signal
@@ -34,24 +35,20 @@ def run(args: argparse.Namespace) -> int:
     load = functools.partial(Classifier, labels_file=settings.labels, threads=settings.threads, top_k=settings.top_k,
                              score_threshold=settings.threshold, allow=settings.allow, deny=settings.deny)
     models = ModelWatcher(settings.model, load)
-    source = open_source(settings.source or default_source(), models.classifier.input_size,
-                         settings.source_fps, settings.loop)
-    try:
+    with contextlib.ExitStack() as cleanup:  # undone in reverse: server, then capture and outputs, then camera
+        source = open_source(settings.source or default_source(), models.classifier.input_size,
+                             settings.source_fps, settings.loop)
+        cleanup.callback(source.close)
         daemon = Daemon(settings, source, models)
-        server = LiveServer(settings.http_address, daemon) if settings.http_address else None
-    except BaseException:
-        source.close()
-        raise
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signal_number, lambda *_: daemon.stop())
-    if server:
-        server.start()
-        log.info("live page on http://%s:%d/", settings.http_address[0], server.port)
-    log.info("classifying %s with %s (sha256 %s)", source.name, settings.model, models.classifier.model_sha256[:12])
-    try:
+        cleanup.callback(daemon.close)
+        if settings.http_address:
+            server = LiveServer(settings.http_address, daemon)
+            server.start()
+            cleanup.callback(server.close)
+            log.info("live page on http://%s:%d/", settings.http_address[0], server.port)
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, lambda *_: daemon.stop())
+        log.info("classifying %s with %s (sha256 %s)", source.name, settings.model, models.classifier.model_sha256[:12])
         daemon.run()
-    finally:
-        if server:
-            server.close()
     log.info("stopped")
     return 0

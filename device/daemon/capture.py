@@ -66,7 +66,8 @@ class Capture(threading.Thread):
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stop_event.set()
-        self.join(timeout)
+        if self.ident is not None:  # started
+            self.join(timeout)
 
     def run(self) -> None:
         retry_in = FIRST_RETRY_S

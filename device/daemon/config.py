@@ -95,7 +95,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, metavar="ALPHA", help="exponential moving average of the scores")
     parser.add_argument("--jsonl", metavar="PATH", help="write results as JSON Lines to PATH (- for stdout)")
     parser.add_argument("--on-change", action="store_true", default=None,
-                        help="write a result only when the top label changes")
+                        help="write a result only when the top label changes (to stdout unless --jsonl)")
     parser.add_argument("--http", metavar="HOST:PORT", help="live page and API address (default 127.0.0.1:8080; off)")
     parser.add_argument("--stream-fps", type=float, metavar="N", help="frame rate cap of the live view (default 10)")
     parser.add_argument("--max-frame-gap", type=float, metavar="SECONDS",

@@ -46,34 +46,33 @@ class Daemon:
         self.counters = Counters()
         self.started = time.monotonic()
         self._smoother = self._new_smoother()
-        self._jsonl = JsonLines(settings.jsonl) if settings.jsonl else None
+        jsonl = settings.jsonl or ("-" if settings.on_change else None)  # events go to stdout unless told
+        self._jsonl = JsonLines(jsonl) if jsonl else None
         self._changes = ChangeEvents() if settings.on_change else None
         self._latest: dict | None = None
         self._stopping = threading.Event()
-        self.fresh_for_s = max(FRESH_FOR_S, 3.0 * source.interval)
+        self.fresh_for_s = min(max(FRESH_FOR_S, 3.0 * source.interval), settings.max_frame_gap)
 
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (safe from a signal handler or another thread)."""
         self._stopping.set()
 
     def run(self) -> None:
+        """Classify frames until `stop()`; the caller then calls `close()` and closes the source."""
         self.capture.start()
-        try:
-            while not self._stopping.is_set():
-                if self.models.reload_if_changed():
-                    self._smoother = self._new_smoother()
-                frame = self.frames.take(timeout=0.2)
-                if frame is None:
-                    self._check_frame_gap()
-                    continue
-                self._classify(frame.image)
-        finally:
-            self.close()
+        while not self._stopping.is_set():
+            if self.models.reload_if_changed():
+                self._smoother = self._new_smoother()
+            frame = self.frames.take(timeout=0.2)
+            if frame is None:
+                self._check_frame_gap()
+                continue
+            self._classify(frame.image)
 
     def close(self) -> None:
+        """Stop capturing (so the source can be released) and flush the outputs."""
         self._stopping.set()
         self.capture.stop(timeout=1.0)
-        self.source.close()
         if self._jsonl:
             self._jsonl.close()
 
