@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,4 +36,24 @@ def bare_model(reference_model, tflite_support, tmp_path_factory) -> Path:
     """The reference model re-packed by tflite-support's own schema code without its metadata."""
     out = tmp_path_factory.mktemp("bare") / "bare.tflite"
     tflite_support("strip", reference_model, out)
+    return out
+
+
+TINY_FLOAT_MODEL = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+inputs = tf.keras.Input((32, 48, 3), batch_size=1)
+hidden = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 3)(inputs))
+model = tf.keras.Model(inputs, tf.keras.layers.Dense(5, activation="softmax")(hidden))
+open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+"""
+
+
+@pytest.fixture(scope="session")
+def float_model(tmp_path_factory) -> Path:
+    """A tiny float32 classifier (1x32x48x3 in, 5 out) as TensorFlow's converter writes it."""
+    out = tmp_path_factory.mktemp("float") / "tiny.tflite"
+    done = subprocess.run([sys.executable, "-c", TINY_FLOAT_MODEL, out], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
     return out

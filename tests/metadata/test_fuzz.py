@@ -10,11 +10,18 @@ from tests.metadata.conftest import FLOWERS
 HEAD = TAIL = 8192   # where the structure lives: our root and metadata in front, the archive at the end
 
 
+class Seeds(tuple):
+    """The real models mutations start from, shown briefly in hypothesis's reports."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} seed models>"
+
+
 @pytest.fixture(scope="module")
 def seeds(reference_model):
     """Model Maker's model (its metadata near the end) and ours (metadata in front)."""
     reference = reference_model.read_bytes()
-    return reference, write_metadata(reference, FLOWERS, mean=[0], std=[255], name="flowers")
+    return Seeds([reference, write_metadata(reference, FLOWERS, mean=[0], std=[255], name="flowers")])
 
 
 def positions(size: int):
@@ -36,7 +43,7 @@ def mutations(draw, seeds):
         elif kind == "byte":
             data[at] = draw(st.integers(0, 255))
         elif kind == "word":
-            data[at:at + 4] = draw(st.sampled_from([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, len(data), len(data) - 4,
+            data[at:at + 4] = draw(st.sampled_from([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, len(data), max(0, len(data) - 4),
                                                     draw(st.integers(0, 2**32 - 1))])).to_bytes(4, "little")
         elif kind == "splice":
             source, length = draw(positions(len(data))), draw(st.integers(1, 64))

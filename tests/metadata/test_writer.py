@@ -68,3 +68,17 @@ def test_refuses_what_it_cannot_write(bare_model):
         write_metadata(model, FLOWERS, mean=[0, 0], std=[1, 1], name="x")
     with pytest.raises(NotTFLiteError):
         write_metadata(b"PNG" + bytes(64), FLOWERS, mean=[0], std=[255], name="x")
+
+
+@pytest.mark.slow   # converting the model with TensorFlow takes ~25 s on 2 cores
+def test_float_model_gets_the_normalized_pixel_range(float_model, tflite_support, tmp_path):
+    written = tmp_path / "float.tflite"
+    written.write_bytes(write_metadata(float_model.read_bytes(), FLOWERS, name="tiny",
+                                       mean=[127.5, 127.5, 0], std=[127.5, 127.5, 255]))
+    image, = tflite_support("display", written)["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"]
+    assert image["stats"] == {"min": [-1.0, -1.0, 0.0], "max": [1.0, 1.0, 1.0]}
+    assert image["description"].startswith("Input image to be classified. The expected image is 48 x 32,")
+    assert image["description"].endswith("Each value in the tensor is a float between -1 and 1.")
+    info = read_model_info(written)
+    assert (info.input.dtype, info.input.scale, info.input_size) == ("float32", 0.0, (32, 48))
+    assert (info.mean, info.std) == ((127.5, 127.5, 0.0), (127.5, 127.5, 255.0))
