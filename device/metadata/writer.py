@@ -163,7 +163,7 @@ def _with_metadata_buffer(body: bytes, metadata: bytes) -> bytes:
         buffers = [("body", position) for position in model.table_positions(s.Model.buffers)]
         entries = [("body", position) for position in model.table_positions(s.Model.metadata)]
         index = metadata_buffer_index(model)
-        fields = {slot: ("body", model.target(slot)) for slot in s.Model
+        fields = {slot: ("body", _inside(body, model.target(slot))) for slot in s.Model
                   if slot != s.Model.version and model.field(slot) is not None}
         if model.field(s.Model.version) is not None:
             fields[s.Model.version] = model.scalar(s.Model.version, "I", 0)
@@ -213,6 +213,13 @@ def _original(body: bytes) -> bytes:
     except flatbuf.FormatError:
         return body
     return body[inner:] if ours else body
+
+
+def _inside(body: bytes, position: int) -> int:
+    """`position`, checked to lie in `body`: the new root will point there."""
+    if not 0 <= position < len(body):
+        raise flatbuf.OutOfBoundsError(f"a Model field points to byte {position}, past the end ({len(body)} bytes)")
+    return position
 
 
 def _check_rewritable(model: flatbuf.Table) -> None:

@@ -1,4 +1,4 @@
-"""The reader on hostile bytes: mutated real models and random bytes raise our errors, nothing else."""
+"""Hostile bytes: mutated real models and random bytes make the reader and writer raise our errors only."""
 from __future__ import annotations
 
 import pytest
@@ -60,20 +60,30 @@ def read_hostile(data: bytes) -> None:
         assert "\n" not in str(error)
 
 
+def write_hostile(data: bytes) -> None:
+    try:
+        written = write_metadata(data, FLOWERS, mean=[0], std=[255], name="fuzz")
+    except MetadataError as error:
+        assert "\n" not in str(error)
+    else:
+        read_hostile(written)
+
+
 def fuzz(seeds: tuple[bytes, ...], examples: int) -> None:
     @settings(max_examples=examples, deadline=None, derandomize=examples < 1000,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(mutated=mutations(seeds), header=st.sampled_from([b"", b"\0\0\0\0TFL3"]), noise=st.binary(max_size=512))
     def run(mutated, header, noise):
         read_hostile(mutated)
+        write_hostile(mutated)
         read_hostile(header + noise)
     run()
 
 
 def test_fuzz_quick(seeds):
-    fuzz(seeds, 800)
+    fuzz(seeds, 600)
 
 
 @pytest.mark.slow
 def test_fuzz_long(seeds):
-    fuzz(seeds, 20000)
+    fuzz(seeds, 10000)
