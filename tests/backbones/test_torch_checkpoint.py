@@ -13,7 +13,8 @@ import pytest
 
 from trainer import model_spec
 from trainer.backbones import weight_cache
-from trainer.backbones.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, parse_state_dict, read_state_dict
+from trainer.backbones.torch_checkpoint import (LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, parse_state_dict,
+                                                read_state_dict)
 
 # weight_cache.digest of `torch.load(efficientnet-lite0-57934424.pth, weights_only=True)`, computed with torch 2.13.
 LITE0_TORCH_DIGEST = "fca21c2fde34715b80c25b2cee3e41e348fcc4b67eabb9cf88a5702493ecca29"

