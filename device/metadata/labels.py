@@ -12,7 +12,7 @@ def parse(data: bytes) -> tuple[str, ...]:
     return tuple(line.strip("\r") for line in text.split("\n") if line.strip())
 
 
-def format(labels: Sequence[str]) -> bytes:
+def to_bytes(labels: Sequence[str]) -> bytes:
     """A labels file as Model Maker wrote it: one label a line, no newline after the last."""
     for label in labels:
         if not label.strip() or "\n" in label or "\r" in label:

@@ -42,7 +42,7 @@ def write_metadata(model: bytes, labels: Sequence[str], *, mean: Sequence[float]
     body = _original(archive.without_archive(model))
     input, output = read_tensors(body)
     labels = tuple(labels)
-    labels_file = labels_txt.format(labels)
+    labels_file = labels_txt.to_bytes(labels)
     if len(labels) != output_size(output):
         raise LabelsMismatchError(f"{len(labels)} labels, but the model outputs {output_size(output)} scores")
     mean, std = _checked_normalization(mean, std)
