@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from device.daemon.loop import Daemon
     from device.daemon.models import ModelWatcher
     from device.daemon.server import LiveServer
-    from device.daemon.sources import default_source, open_source
+    from device.daemon.sources import open_source
 
     settings = resolve(args)
     logging.basicConfig(format="device run: %(message)s", level=logging.INFO, stream=sys.stderr)
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                              score_threshold=settings.threshold, allow=settings.allow, deny=settings.deny)
     models = ModelWatcher(settings.model, load)
     with contextlib.ExitStack() as cleanup:  # undone in reverse: server, then capture and outputs, then camera
-        source = open_source(settings.source or default_source(), models.classifier.input_size,
+        source = open_source(settings.source, models.classifier.input_size,
                              settings.source_fps, settings.loop)
         cleanup.callback(source.close)
         daemon = Daemon(settings, source, models)

@@ -19,6 +19,7 @@ from device.errors import UserError
 
 PICAMERA2 = "picamera2"
 VIEW_SIZE = (640, 480)  # (width, height) of the Pi camera's main stream, the one the live page shows
+STREAM_TIMEOUTS_MS = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 2000)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -54,16 +55,19 @@ class FrameSource(Protocol):
         """Release the camera or file."""
 
 
-def default_source() -> str:
-    return PICAMERA2 if importlib.util.find_spec("picamera2") is not None else "opencv:0"
-
-
-def open_source(spec: str, input_size: tuple[int, int], fps: float = 0.0, loop: bool = False) -> FrameSource:
-    """Open the source `spec` names; `input_size` (height, width) sizes the Pi camera's inference stream.
+def open_source(spec: str | None, input_size: tuple[int, int], fps: float = 0.0, loop: bool = False) -> FrameSource:
+    """Open the source `spec` names (None: the Pi camera when picamera2 is installed, else opencv:0);
+    `input_size` (height, width) sizes the Pi camera's inference stream.
 
     `fps` paces a folder replay or a video file (0: a folder as fast as inference takes its frames, a video
     at its own rate); `loop` replays a video file from the start when it ends.
     """
+    if spec is None:
+        spec = PICAMERA2 if importlib.util.find_spec("picamera2") is not None else "opencv:0"
+        try:
+            return open_source(spec, input_size, fps, loop)
+        except SourceError as error:
+            raise SourceError(f"{error} (no --source given, so {spec} was tried)") from None
     if spec == PICAMERA2 or spec.startswith(PICAMERA2 + ":"):
         camera = spec.partition(":")[2] or "0"
         return Picamera2Source(_number(camera, spec), input_size)
@@ -72,7 +76,7 @@ def open_source(spec: str, input_size: tuple[int, int], fps: float = 0.0, loop: 
     if spec.startswith("opencv:"):
         return OpenCVSource(spec, _number(spec[len("opencv:"):], spec))
     if "://" in spec:
-        return OpenCVSource(spec, spec, retry=True)
+        return OpenCVSource(spec, spec)
     path = Path(spec)
     if not path.is_file():
         raise SourceError(f"source {spec}: no such video file (sources: picamera2, opencv:N, a video, a URL, folder:DIR)")
@@ -139,13 +143,18 @@ class Picamera2Source:
 
 
 class OpenCVSource:
-    """A USB camera, a video file or a network stream, read through OpenCV (BGR, converted to RGB)."""
+    """A USB camera, a video file or a network stream, read through OpenCV (BGR, converted to RGB).
+
+    A camera or stream that stops is reopened (the capture thread retries with back-off); a video file
+    that ends has ended, unless `loop`.
+    """
 
     def __init__(self, name: str, target: int | str, retry: bool = True, fps: float = 0.0, loop: bool = False) -> None:
         self.name = name
         self.on_demand = False
         self._target = target
         self._retry = retry
+        self._kind = "the camera" if isinstance(target, int) else "the stream"
         self._loop = loop
         self._capture = self._open()
         if not self._capture.isOpened():
@@ -163,6 +172,8 @@ class OpenCVSource:
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
+            if isinstance(self._target, str) and "://" in self._target:  # never hang on a dead host
+                return cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, STREAM_TIMEOUTS_MS)
             return cv2.VideoCapture(self._target)
         finally:
             cv2.utils.logging.setLogLevel(level)
@@ -176,7 +187,7 @@ class OpenCVSource:
             ok, bgr = self._capture.read()
         if not ok or bgr is None:
             self._ended = not self._retry
-            raise FrameUnavailable("the video has ended" if self._ended else "the camera delivers no frames")
+            raise FrameUnavailable("the video has ended" if self._ended else f"{self._kind} delivers no frames")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return Frame(rgb, rgb)
 

@@ -50,7 +50,7 @@ def test_live_page_shows_the_camera_and_a_label(browser, run_daemon, reference_m
     assert label in ("tulips", "daisy")
     assert len(browser.find_elements("css selector", "#labels li")) == 3
     assert browser.find_element("id", "status").text == "live"
-    assert float(browser.find_element("id", "fps").text) > 0
+    daemon.wait_for(lambda: float(browser.find_element("id", "fps").text) > 0, timeout=10, what="the FPS")
     assert browser.find_element("id", "model").text.startswith("efficientnet_lite0")
     daemon.wait_for(lambda: browser.execute_script("return document.getElementById('stream').naturalWidth") == 320,
                     timeout=10, what="the MJPEG view")

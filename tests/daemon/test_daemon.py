@@ -113,10 +113,12 @@ def test_a_source_that_stops_turns_unhealthy_then_exits_non_zero(run_daemon, ref
     ("opencv:7", "device: error: source opencv:7: no camera there"),
     ("picamera2", "device: error: source picamera2: the picamera2 package is not installed"),
     ("/nonexistent/video.mp4", "device: error: source /nonexistent/video.mp4: no such video file"),
+    (None, "device: error: source opencv:0: no camera there (no --source given, so opencv:0 was tried)"),
 ])
 def test_no_camera_is_one_line_and_a_non_zero_exit(reference_model, source, message):
-    result = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(reference_model),
-                             "--source", source, "--http", "off"], capture_output=True, text=True, timeout=60)
+    chosen = ["--source", source] if source else []
+    result = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(reference_model), *chosen,
+                             "--http", "off"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
 
@@ -140,3 +142,26 @@ def parse_metrics(text: str) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
+
+
+def test_a_network_camera_that_goes_away_is_retried_then_recovers(run_daemon, reference_model, rose_folder):
+    """Daemon B watches daemon A's MJPEG stream, as it would an IP camera; A stops, then comes back."""
+    common = ("--model", str(reference_model), "--threads", "1")
+    camera = run_daemon(*common, "--source", f"folder:{rose_folder}", "--source-fps", "10", "--http", "127.0.0.1:0")
+    camera.healthy()
+    port = camera.url.rsplit(":", 1)[1]
+    viewer = run_daemon(*common, "--source", f"{camera.url}/stream.mjpg", "--http", "127.0.0.1:0",
+                        "--max-frame-gap", "30")
+    viewer.healthy()
+    assert viewer.json("/api/latest")[1]["top"][0]["label"] == "roses"
+
+    assert camera.terminate() == 0
+    status, health = viewer.wait_for(lambda: (lambda r: r[0] == 503 and r)(viewer.json("/healthz")), what="503")
+    assert "delivers no frames" in health["reason"]
+    assert viewer.process.poll() is None, "a camera that went away is retried, not given up at once"
+
+    camera = run_daemon(*common, "--source", f"folder:{rose_folder}", "--source-fps", "10",
+                        "--http", f"127.0.0.1:{port}")
+    viewer.wait_for(lambda: viewer.json("/healthz")[0] == 200, timeout=30, what="recovery")
+    assert any("frames are flowing again" in line for line in viewer.log)
+    assert viewer.terminate() == 0
