@@ -114,23 +114,37 @@ class ImageModelSpec:
         import keras
 
         path = Path(self.uri)
-        inputs = keras.Input((*self.input_size, 3), name="image")
         if path.is_dir() and (path / "saved_model.pb").is_file():
-            outputs = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default", name=self.name)(inputs)
-            if isinstance(outputs, dict):
-                if len(outputs) != 1:
-                    raise ModelSpecError(f"{path} has {len(outputs)} outputs; a feature extractor has one")
-                outputs = next(iter(outputs.values()))
+            load = lambda: keras.layers.TFSMLayer(str(path), call_endpoint="serving_default", name=self.name)  # noqa: E731
         elif path.is_file() and path.suffix == ".keras":
-            outputs = keras.saving.load_model(path, compile=False)(inputs)
+            load = lambda: keras.saving.load_model(path, compile=False)  # noqa: E731
         elif not path.exists():
             raise ModelSpecError(f"feature extractor not found: {path}")
         else:
             raise ModelSpecError(f"{path} is neither a .keras file nor a SavedModel folder")
+        try:
+            loaded = load()
+        except Exception as error:  # Keras and TensorFlow raise many types for a damaged file
+            raise ModelSpecError(f"cannot load {path}: {_one_line(error)}") from None
+        inputs = keras.Input((*self.input_size, 3), name="image")
+        try:
+            outputs = loaded(inputs)
+        except (ValueError, TypeError) as error:  # Keras says ValueError, a SavedModel's signature TypeError
+            raise ModelSpecError(f"{path} does not take {list(self.input_size)} RGB images: "
+                                 f"{_one_line(error)}") from None
+        if isinstance(outputs, dict):
+            if len(outputs) != 1:
+                raise ModelSpecError(f"{path} has {len(outputs)} outputs; a feature extractor has one")
+            outputs = next(iter(outputs.values()))
         if len(outputs.shape) != 2:
             raise ModelSpecError(f"{path} outputs shape {tuple(outputs.shape)}; a feature extractor outputs "
                                  "[batch, features] (add global pooling)")
         return keras.Model(inputs, outputs, name=f"{self.name}_features")
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 ModelSpec = Union[EfficientNetLiteSpec, ImageModelSpec]

@@ -81,6 +81,11 @@ def test_custom_spec_mistakes_are_user_errors(tmp_path):
     _tiny_feature_extractor(pooled=False).save(unpooled)
     with pytest.raises(ModelSpecError, match="add global pooling"):
         ImageModelSpec(uri=unpooled, input_image_shape=[96, 128]).feature_extractor()
+    (tmp_path / "damaged.keras").write_bytes(b"not a zip")
+    with pytest.raises(ModelSpecError, match="cannot load"):
+        ImageModelSpec(uri=tmp_path / "damaged.keras", input_image_shape=[96, 128]).feature_extractor()
+    with pytest.raises(ModelSpecError, match=r"does not take \[64, 64\] RGB images"):
+        ImageModelSpec(uri=unpooled, input_image_shape=[64, 64]).feature_extractor()
     with pytest.raises(ModelSpecError, match=r"\[height, width\]"):
         ImageModelSpec(uri=unpooled, input_image_shape=[96, 128, 3])
     with pytest.raises(ModelSpecError, match="std must not be zero"):

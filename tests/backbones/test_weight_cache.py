@@ -69,3 +69,12 @@ def test_a_cache_from_another_checkpoint_or_format_is_rebuilt(conversions, monke
     rebuilt = weight_cache.cached_weights("demo", "demo-00000000.pth", lambda: zeros)
     assert np.array_equal(rebuilt["layer/kernel"], np.zeros((2, 2)))
     assert list(path.parent.glob(".demo.*")) == []  # no temporary file left behind
+
+
+def test_an_unwritable_cache_only_costs_a_warning(conversions, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BLOOMKIT_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="could not cache converted weights"):
+        weights = model_spec.get("efficientnet_lite0").imagenet_weights()
+    assert len(conversions) == 1 and "conv_stem/kernel" in weights

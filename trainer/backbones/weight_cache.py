@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, Mapping
@@ -34,7 +35,11 @@ def cached_weights(name: str, source: str, convert: Callable[[], Mapping[str, np
     weights = read(path, source)
     if weights is None:
         weights = dict(convert())
-        write(path, weights, source)
+        try:
+            write(path, weights, source)
+        except OSError as error:  # a read-only or full disk costs the next run a conversion, nothing more
+            warnings.warn(f"could not cache converted weights in {path.parent}: {error.strerror or error}",
+                          stacklevel=2)
     return weights
 
 
