@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 
+from device.daemon import one_line
 from device.daemon.sources import Frame, FrameSource, FrameUnavailable
 
 log = logging.getLogger("device.daemon")
@@ -104,4 +105,4 @@ class Capture(threading.Thread):
         try:
             self.source.reconnect()
         except Exception as error:  # a driver can fail in any way while a camera is gone
-            self._report(f"reconnecting failed ({' '.join(str(error).split()) or error.__class__.__name__})")
+            self._report(f"reconnecting failed ({one_line(error)})")

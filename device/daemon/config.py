@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from device.daemon import one_line
 from device.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -160,18 +161,14 @@ def _read(path: Path) -> dict[str, Any]:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config {path}: not valid TOML ({_one_line(error)})") from None
+            raise ConfigError(f"config {path}: not valid TOML ({one_line(error)})") from None
     else:
         import yaml
 
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"config {path}: not valid YAML ({_one_line(error)})") from None
+            raise ConfigError(f"config {path}: not valid YAML ({one_line(error)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected option = value pairs at the top level")
     return data
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or error.__class__.__name__

@@ -6,6 +6,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable
 
+from device.daemon import one_line
+
 if TYPE_CHECKING:
     from device.classifier import Classifier
 
@@ -55,9 +57,8 @@ class ModelWatcher:
         except Exception as error:  # any failure to load must leave the running model in place
             self._rejected = signature
             self.failed_reloads += 1
-            reason = " ".join(str(error).split()) or error.__class__.__name__
             log.warning("model %s changed but does not load (%s); keeping sha256 %s",
-                        self.path, reason, self.classifier.model_sha256[:12])
+                        self.path, one_line(error), self.classifier.model_sha256[:12])
             return False
         self.classifier, self._signature, self._rejected = classifier, signature, None
         self.reloads += 1

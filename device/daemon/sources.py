@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from device import imaging
+from device.daemon import one_line
 from device.errors import UserError
 
 PICAMERA2 = "picamera2"
@@ -119,7 +120,7 @@ class Picamera2Source:
             self._camera.configure(config)
             self._camera.start()
         except (RuntimeError, OSError, IndexError) as error:
-            raise SourceError(f"source {self.name}: cannot start the camera ({_one_line(error)})") from None
+            raise SourceError(f"source {self.name}: cannot start the camera ({one_line(error)})") from None
         self._lores_width = config["lores"]["size"][0]
 
     def read(self) -> Frame:
@@ -127,7 +128,7 @@ class Picamera2Source:
             main = self._camera.capture_array("main")
             lores = self._camera.capture_array("lores")
         except (RuntimeError, OSError) as error:
-            raise FrameUnavailable(f"camera error ({_one_line(error)})") from None
+            raise FrameUnavailable(f"camera error ({one_line(error)})") from None
         # RGB888 arrays hold B,G,R bytes; the lores YUV420 array is (h*3/2, stride), stride ≥ width.
         view = cv2.cvtColor(main, cv2.COLOR_BGR2RGB)
         image = np.ascontiguousarray(cv2.cvtColor(lores, cv2.COLOR_YUV2RGB_I420)[:, : self._lores_width])
@@ -236,7 +237,3 @@ class FolderSource:
 
 def _even(value: int) -> int:
     return max(2, int(value) - int(value) % 2)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or error.__class__.__name__
