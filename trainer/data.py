@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,6 +136,20 @@ class DataLoader:
                 ds = ds.map(lambda images, labels: (augment(images), labels),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_folder(folder: str | os.PathLike) -> DataLoader:
+    """`DataLoader.from_folder` for the command line: the skipped-files warning becomes one
+    `trainer: warning:` line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedFilesWarning)
+        data = DataLoader.from_folder(folder)
+    for warning in caught:
+        if issubclass(warning.category, SkippedFilesWarning):
+            print(f"trainer: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return data
 
 
 def _check_images(paths: Sequence[Path]) -> list[str | None]:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -17,7 +19,8 @@ from trainer.quantization import QuantizationConfig
 
 @contextlib.contextmanager
 def _silenced() -> Iterator[None]:
-    """Keep the converter's and Keras's export chatter (C++ and print) off stdout and stderr."""
+    """Keep the converter's and Keras's export chatter off stdout and stderr: C++ writes to the file
+    descriptors, Keras prints "Saved artifact at …", the converter warns about input statistics."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -25,7 +28,9 @@ def _silenced() -> Iterator[None]:
     try:
         os.dup2(null, 1)
         os.dup2(null, 2)
-        yield
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         for fd, copy in zip((1, 2), saved):
             os.dup2(copy, fd)

@@ -1,0 +1,106 @@
+"""`trainer train` and `trainer evaluate` from the command line: user mistakes, JSON, the report."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from device.metadata import read_model_info
+from tests.conftest import REPO
+from trainer.cli import main
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "data folder not found"),
+    (lambda root: (root / "daisy").mkdir(parents=True), "at least two labels"),
+    (lambda root: [(root / label).mkdir(parents=True) or (root / label / "x.jpg").write_text("no")
+                   for label in ("a", "b")], "no readable images for label(s) a, b"),
+])
+def test_unusable_data_folders_are_one_line_and_exit_1(tmp_path, capsys, make, message):
+    make(tmp_path / "data")
+    assert main(["train", "--data", str(tmp_path / "data"), "--export-dir", str(tmp_path / "out")]) == 1
+    assert message in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("split", ["abc", "1", "0", "1.5"])
+def test_a_bad_split_is_one_line_and_exit_1(tiny_flowers, tmp_path, capsys, split):
+    assert main(["train", "--data", str(tiny_flowers), "--split", split, "--export-dir", str(tmp_path)]) == 1
+    assert "--split must be a fraction between 0 and 1" in _error_line(capsys)
+
+
+def test_fewer_photos_than_a_batch_is_one_line_and_exit_1(tiny_flowers, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_flowers), "--batch-size", "64", "--export-dir", str(tmp_path)]) == 1
+    assert "fewer than the batch size 64" in _error_line(capsys)
+
+
+def test_without_data_cache_or_network_the_error_names_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr("trainer.datasets.FLOWER_PHOTOS_URL", "http://127.0.0.1:9/flower_photos.tgz")
+    assert main(["train", "--export-dir", str(tmp_path / "out")]) == 1
+    assert "--data" in _error_line(capsys)
+
+
+def test_evaluate_runs_the_reference_model_without_tensorflow(reference_model, tiny_flowers):
+    script = (
+        "import json, sys\n"
+        "from trainer.cli import main\n"
+        f"code = main(['evaluate', {str(reference_model)!r}, '--data', {str(tiny_flowers)!r}, '--json'])\n"
+        "assert code == 0\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'imported TF'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["count"] == 40 and summary["skipped"] == []
+    assert summary["labels"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    # Model Maker's model was trained on the full flower_photos, which holds these photos
+    assert summary["accuracy"] >= 0.9
+    assert sum(map(sum, summary["confusion_matrix"])) == 40
+
+
+def test_evaluate_rejects_a_folder_with_labels_the_model_lacks(reference_model, tiny_flowers, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_flowers / "daisy", data / "daisy")
+    shutil.copytree(tiny_flowers / "roses", data / "cacti")
+    assert main(["evaluate", str(reference_model), "--data", str(data)]) == 1
+    assert "no label(s) cacti" in _error_line(capsys)
+
+
+@pytest.mark.slow
+def test_train_writes_model_report_and_json_then_evaluate_reads_it(tiny_flowers, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["train", "--data", str(tiny_flowers), "--split", "0.75", "--epochs", "2", "--batch-size", "8",
+                 "--export-dir", str(out), "--seed", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["labels"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert (summary["train_count"], summary["test_count"], summary["skipped"]) == (30, 10, [])
+    assert summary["quantization"] == "int8"
+    assert 0 <= summary["float_accuracy"] <= 1 and 0 <= summary["tflite_accuracy"] <= 1
+    assert summary["model_bytes"] == (out / "model.tflite").stat().st_size > 1_000_000
+    assert summary["seconds"] > 0
+    for name in ("model.tflite", "labels.txt", "report.json", "confusion_matrix.png", "training_curves.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["per_label"]["tflite"]) == set(summary["labels"])
+    assert report["timings"]["fit_seconds"] > 0
+    info = read_model_info(out / "model.tflite")
+    assert info.labels == tuple(summary["labels"]) and info.author == "bloomkit"
+    assert (info.input.dtype, info.input.scale, info.input.zero_point) == ("uint8", 1 / 128, 127)
+    # no TensorFlow chatter on stderr
+    assert "tensorflow" not in captured.err.lower() and "W0000" not in captured.err and "I0000" not in captured.err
+
+    assert main(["evaluate", str(out / "model.tflite"), "--data", str(tiny_flowers), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["count"] == 40 and evaluated["labels"] == summary["labels"]

@@ -1,0 +1,123 @@
+"""DataLoader on real photos: formats, skipped files, user mistakes, stratified reproducible splits."""
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from device import imaging
+from trainer.data import DataError, DataLoader, SkippedFilesWarning
+
+
+def _folder(root: Path, layout: dict[str, list[Path]]) -> Path:
+    for label, files in layout.items():
+        (root / label).mkdir(parents=True)
+        for file in files:
+            shutil.copy(file, root / label / file.name)
+    return root
+
+
+def _odd_formats(photo: Path, folder: Path) -> list[Path]:
+    """The same real photo as PNG with alpha, grayscale, CMYK JPEG, BMP, GIF and EXIF-rotated JPEG."""
+    folder.mkdir(parents=True)
+    rgb = Image.open(photo).convert("RGB").resize((120, 80))
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    rgb.convert("L").save(folder / "gray.jpg")
+    rgb.convert("CMYK").save(folder / "cmyk.jpg")
+    rgb.save(folder / "plain.bmp")
+    rgb.save(folder / "first-frame.gif", save_all=True, append_images=[rgb.rotate(90)])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the displayed image is 80 wide, 120 high
+    rgb.save(folder / "rotated.jpg", exif=exif)
+    return sorted(folder.iterdir())
+
+
+def test_labels_are_the_sorted_sub_folders_and_every_photo_is_kept(flowers_dir):
+    data = DataLoader.from_folder(flowers_dir)
+    assert data.index_to_label == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert (data.size, len(data), data.num_classes) == (500, 500, 5)
+    assert Counter(data.labels.tolist()) == {i: 100 for i in range(5)}
+    assert data.skipped == []
+    # shuffled once, reproducibly, so labels are mixed for training without a shuffle
+    assert len(set(data.labels[:20].tolist())) > 1
+    assert data.items == DataLoader.from_folder(flowers_dir).items
+
+
+def test_odd_formats_stream_as_the_devices_rgb_pixels(photo, tmp_path):
+    odd = _odd_formats(photo, tmp_path / "src")
+    root = _folder(tmp_path / "data", {"odd": odd, "plain": [photo]})
+    data = DataLoader.from_folder(root, shuffle=False)
+    assert data.skipped == [] and data.size == len(odd) + 1
+    batches = list(data.dataset((32, 48), mean=(127.0,), std=(128.0,), batch_size=4, one_hot=False))
+    images = np.concatenate([images.numpy() for images, _ in batches])
+    assert images.shape == (data.size, 32, 48, 3) and images.dtype == np.float32
+    for image, (path, _) in zip(images, data.items):
+        expected = imaging.normalize(imaging.load(path, (32, 48)), (127.0,), (128.0,))
+        np.testing.assert_array_equal(image, expected)
+    rotated = imaging.decode(tmp_path / "data" / "odd" / "rotated.jpg")
+    assert rotated.shape[:2] == (120, 80)
+
+
+def test_unreadable_files_are_skipped_and_named_in_one_warning(flowers_dir, tmp_path):
+    daisies = sorted((flowers_dir / "daisy").glob("*.jpg"))[:3]
+    roses = sorted((flowers_dir / "roses").glob("*.jpg"))[:3]
+    root = _folder(tmp_path, {"daisy": daisies, "roses": roses})
+    (root / "daisy" / "empty.jpg").write_bytes(b"")
+    (root / "roses" / "notes.txt").write_text("not a photo")
+    (root / "roses" / "cut.jpg").write_bytes(roses[0].read_bytes()[:3000])
+    (root / "roses" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    with pytest.warns(SkippedFilesWarning) as caught:
+        data = DataLoader.from_folder(root)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("skipped 3 of 9 files")
+    for name in ("daisy/empty.jpg", "roses/notes.txt", "roses/cut.jpg"):
+        assert name in message
+    assert data.size == 6
+    assert sorted(path for path, _ in data.skipped) == ["daisy/empty.jpg", "roses/cut.jpg", "roses/notes.txt"]
+
+
+@pytest.mark.filterwarnings("ignore::trainer.data.SkippedFilesWarning")
+@pytest.mark.parametrize("layout, message", [
+    (None, "not found"),
+    ({}, "found 0"),
+    ({"daisy": 3}, "found 1"),
+    ({"daisy": 3, "roses": 0}, "no readable images for label(s) roses"),
+])
+def test_folders_that_cannot_be_trained_on_are_one_line_errors(flowers_dir, tmp_path, layout, message):
+    root = tmp_path / "data"
+    if layout is not None:
+        root.mkdir()
+        for label, count in layout.items():
+            (root / label).mkdir()
+            for photo in sorted((flowers_dir / "daisy").glob("*.jpg"))[:count]:
+                shutil.copy(photo, root / label)
+            if count == 0:
+                (root / label / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(DataError) as error:
+        DataLoader.from_folder(root)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_split_is_stratified_disjoint_and_reproducible(flowers_dir):
+    data = DataLoader.from_folder(flowers_dir)
+    first, rest = data.split(0.8, seed=3)
+    assert Counter(first.labels.tolist()) == {i: 80 for i in range(5)}
+    assert Counter(rest.labels.tolist()) == {i: 20 for i in range(5)}
+    assert not set(first.items) & set(rest.items)
+    assert sorted(first.items + rest.items) == sorted(data.items)
+    assert first.items == data.split(0.8, seed=3)[0].items
+    assert first.items != data.split(0.8, seed=4)[0].items
+    assert first.index_to_label == rest.index_to_label == data.index_to_label
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1])
+def test_split_fraction_must_be_inside_zero_and_one(flowers_dir, fraction):
+    with pytest.raises(DataError, match="between 0 and 1"):
+        DataLoader.from_folder(flowers_dir).split(fraction)

@@ -1,0 +1,87 @@
+"""`trainer train`: the Model Maker tutorial as one command — load, split, train, export, evaluate, report."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+QUANTIZATIONS = ("int8", "float16", "dynamic", "float32")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train and export an image classifier",
+        description="Train an image classifier on a folder with one sub-folder of photos per label (default: "
+                    "TensorFlow's flower_photos, downloaded once), export model.tflite with its labels and "
+                    "normalization embedded, check it with the device's own interpreter on the held-out photos, "
+                    "and write report.json and plots beside it.")
+    parser.add_argument("--data", type=Path, metavar="DIR", help="one sub-folder of photos per label")
+    parser.add_argument("--split", default="0.9", metavar="FRACTION",
+                        help="fraction of each label's photos to train on; the rest tests (default 0.9)")
+    parser.add_argument("--model-spec", default="efficientnet_lite0",
+                        help="backbone: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2")
+    parser.add_argument("--epochs", type=int, default=5, help="default 5")
+    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8",
+                        help="int8 (default: full integer, uint8 input and output), float16, dynamic, float32")
+    parser.add_argument("--export-dir", type=Path, default=Path("."), metavar="DIR",
+                        help="where model.tflite, labels.txt and the report go (default: here)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the split and training (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from device.errors import UserError
+    from trainer.data import load_folder
+    from trainer.datasets import DatasetUnavailable, flower_photos
+
+    started = time.perf_counter()
+    fraction = _fraction(args.split)
+    for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise UserError(f"{option} must be at least 1, not {value}")
+    if args.data is None:
+        try:
+            args.data = flower_photos()
+        except DatasetUnavailable as error:
+            raise UserError(str(error)) from None
+    data = load_folder(args.data)
+    train_data, test_data = data.split(fraction, seed=args.seed)
+    if test_data.size == 0:
+        raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
+
+    from trainer.training_run import train_export_evaluate
+
+    summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
+                                    args.quantization, args.export_dir, args.seed, data_folder=args.data,
+                                    started=started)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _fraction(text: str) -> float:
+    from device.errors import UserError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise UserError(f"--split must be a fraction between 0 and 1 (such as 0.9), not {text!r}")
+    return value
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"data: {summary['train_count']} photos to train on, {summary['test_count']} to test, "
+          f"{len(summary['labels'])} labels ({', '.join(summary['labels'])}), {len(summary['skipped'])} skipped")
+    print(f"trained {summary['model_spec']} for {summary['epochs']} epochs in {summary['timings']['train']:.1f} s")
+    print(f"test accuracy: float model {summary['float_accuracy']:.3f}, "
+          f"{Path(summary['model_path']).name} ({summary['quantization']}) {summary['tflite_accuracy']:.3f}")
+    print(f"exported {summary['model_path']} ({summary['model_bytes'] / 1e6:.2f} MB); "
+          f"report in {summary['report_path']} ({summary['seconds']:.0f} s in all)")
