@@ -1,0 +1,94 @@
+"""`arm64_pi`: the closest thing to a Raspberry Pi here, a Debian Bookworm arm64 root filesystem whose own
+sshd runs under qemu-user on a loopback port (scripts/arm64-pi; see docs/arm64-pi.md)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require
+
+SCRIPT = REPO / "scripts" / "arm64-pi"
+BINFMT_ENTRY = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+BUILD_TIMEOUT_S = 20 * 60
+PI_UID = 1000  # the rootfs's `pi` user
+
+
+@dataclass(frozen=True)
+class Arm64Pi:
+    """How to reach the running arm64 host, and where its files are seen from this machine."""
+
+    host: str
+    port: int
+    user: str
+    identity_file: Path
+    known_hosts_file: Path
+    root_dir: str            # the deploy root on the host, owned by `user`
+    filesystem: Path         # the host's / as seen from here (an overlay, thrown away at the end)
+
+    def local(self, remote_path: str) -> Path:
+        """A path on the host, seen from this machine: for what a Pi would have before any deploy."""
+        return self.filesystem / remote_path.lstrip("/")
+
+    def ssh(self, command: str, timeout: float = 120) -> str:
+        """Run `command` on the host as `user` with strict host-key checking; its stdout."""
+        result = subprocess.run(
+            ["ssh", "-p", str(self.port), "-i", str(self.identity_file), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts_file}",
+             f"{self.user}@{self.host}", command],
+            capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f"`{command}` failed on the arm64 host: {result.stderr.strip()}"
+        return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _arm64_pi(*args: str, timeout: float = 120) -> str:
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/arm64-pi {args[0]} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def arm64_pi(tmp_path_factory) -> Arm64Pi:
+    """Build (or reuse the cached) arm64 rootfs, run it as a host with per-run keys, stop it at the end."""
+    require(os.geteuid() == 0, "the arm64 host needs root (chroot, mount)")
+    require(shutil.which("debootstrap") is not None, "debootstrap not installed: apt-get install debootstrap")
+    require(shutil.which("qemu-aarch64-static") is not None,
+            "qemu-aarch64-static not installed: apt-get install qemu-user-static")
+    require(BINFMT_ENTRY.exists() or shutil.which("update-binfmts") is not None,
+            "no binfmt support for aarch64: apt-get install binfmt-support")
+    require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
+            "OpenSSH client not installed: apt-get install openssh-client")
+    _arm64_pi("build", timeout=BUILD_TIMEOUT_S)
+    base = tmp_path_factory.mktemp("arm64-pi")
+    identity = base / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(identity)],
+                   check=True)
+    port = free_port()
+    run_dir = base / "run"
+    state = json.loads(_arm64_pi("start", "--port", str(port), "--authorized-key", f"{identity}.pub",
+                                 "--host-key-dir", str(base / "host-keys"), "--run-dir", str(run_dir), "--json"))
+    try:
+        key_type, key = Path(state["host_key"]).read_text().split()[:2]
+        known_hosts = base / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
+        pi = Arm64Pi(host="127.0.0.1", port=port, user="pi", identity_file=identity, known_hosts_file=known_hosts,
+                     root_dir="/opt/bloomkit", filesystem=Path(state["root"]))
+        # What the Pi's owner does once: `sudo install -d -o pi /opt/bloomkit`.
+        pi.local(pi.root_dir).mkdir(parents=True)
+        os.chown(pi.local(pi.root_dir), PI_UID, PI_UID)
+        yield pi
+    finally:
+        _arm64_pi("stop", "--run-dir", str(run_dir))

@@ -1,0 +1,120 @@
+"""End to end on the arm64 host: `fab deploy` the reference model, then LiteRT classifies under qemu."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.pi.conftest import PI_UID, free_port
+
+pytestmark = pytest.mark.slow
+
+PHOTOS = "/home/pi/photos"         # the camera's stand-in: the daemon's `--source folder:`
+DEPLOY_TIMEOUT_S = 15 * 60         # the first deploy builds the venv under qemu
+HEALTH_TIMEOUT_S = 300             # numpy, OpenCV and LiteRT import slowly under qemu
+SCORE_TOLERANCE = 2 / 256          # uint8 output: arm's and x86's kernels may round a step apart
+
+
+def test_the_host_looks_like_a_64_bit_pi_os(arm64_pi):
+    script = ("import getpass, json, os, platform, socket, sys, venv, ensurepip; print(json.dumps({"
+              "'uname': os.uname().machine, 'machine': platform.machine(), 'python': sys.version_info[:2], "
+              "'libc': platform.libc_ver(), 'user': getpass.getuser(), 'hostname': socket.gethostname(), "
+              "'systemd': os.path.isdir('/run/systemd/system'), 'model': open('/proc/cpuinfo').read().rpartition(': ')[2].strip()}))")
+    facts = json.loads(arm64_pi.ssh(f'python3 -c "{script}"'))
+    assert facts == {"uname": "aarch64", "machine": "aarch64", "python": [3, 11], "libc": ["glibc", "2.36"],
+                     "user": "pi", "hostname": "raspberrypi",
+                     # No systemd as PID 1: `fab deploy` must pick its pidfile service manager here.
+                     "systemd": False, "model": "Raspberry Pi 4 Model B Rev 1.5"}
+
+
+def _pick_photos(flowers_dir: Path, reference_model: Path) -> dict[str, tuple[str, float]]:
+    """One photo per class that the model gets right on this machine, with its top label and score."""
+    from device.classifier import Classifier
+    from device.imaging import decode
+
+    classifier = Classifier(reference_model, top_k=1)
+    picked = {}
+    for label in classifier.labels:
+        for photo in sorted((flowers_dir / label).glob("*.jpg")):
+            top = classifier.classify(decode(photo))[0]
+            if top.label == label:
+                picked[photo.name] = (top.label, top.score)
+                break
+    return picked
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def _samples(url: str, wanted: int, timeout: float) -> list[dict]:
+    """Distinct frames' results from /api/latest, polled until `wanted` or `timeout`."""
+    results: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < wanted and time.monotonic() < deadline:
+        status, latest = _get_json(url)
+        if status == 200 and latest.get("top"):
+            results[latest["frame"]] = latest
+        time.sleep(0.5)
+    return list(results.values())
+
+
+def test_fab_deploy_runs_the_model_under_qemu(arm64_pi, reference_model, flowers_dir, tmp_path):
+    expected = _pick_photos(flowers_dir, reference_model)
+    assert len(expected) >= 3, "the reference model should get at least three classes right"
+    photos = arm64_pi.local(PHOTOS)
+    photos.mkdir(parents=True)
+    for name in expected:
+        shutil.copy(next(flowers_dir.glob(f"*/{name}")), photos / name)
+    for path in (photos, *photos.iterdir()):
+        os.chown(path, PI_UID, PI_UID)
+
+    http_port = free_port()  # the chroot shares this machine's network: the daemon's port is on our loopback
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(json.dumps({"hosts": {"arm64-pi": {
+        "hostname": arm64_pi.host, "port": arm64_pi.port, "user": arm64_pi.user,
+        "identity": str(arm64_pi.identity_file), "known_hosts": str(arm64_pi.known_hosts_file),
+        "root": arm64_pi.root_dir, "daemon": {"http": f"127.0.0.1:{http_port}", "source": f"folder:{PHOTOS}"},
+    }}}))  # JSON is YAML
+    started = time.monotonic()
+    deploy = subprocess.run(
+        [str(Path(sys.executable).with_name("fab")), "deploy", "--model", str(reference_model),
+         "--inventory", str(inventory), "--health-timeout", str(HEALTH_TIMEOUT_S), "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_S,
+        env={**os.environ, "BLOOMKIT_CACHE_DIR": str(tmp_path / "deploy-cache")})
+    print(f"fab deploy to the arm64 host took {time.monotonic() - started:.0f} s")
+    assert deploy.returncode == 0, f"fab deploy failed:\n{deploy.stdout}\n{deploy.stderr}"
+    [report] = json.loads(deploy.stdout)
+    model_sha256 = hashlib.sha256(reference_model.read_bytes()).hexdigest()
+    assert report["status"] == "OK" and report["new"].endswith(model_sha256[:8]), report
+
+    status, health = _get_json(f"http://127.0.0.1:{http_port}/healthz")
+    assert status == 200 and health["status"] == "ok", health
+    assert health["model"]["sha256"] == model_sha256
+    assert health["frames"] > 0
+
+    # The daemon is an aarch64 Python: on this machine its process is qemu running it.
+    pid = int(arm64_pi.local(f"{arm64_pi.root_dir}/run/daemon.pid").read_text())
+    assert Path(os.readlink(f"/proc/{pid}/exe")).name.startswith("qemu-aarch64")
+
+    samples = _samples(f"http://127.0.0.1:{http_port}/api/latest", wanted=len(expected), timeout=60)
+    assert len(samples) >= 2, "frames should keep flowing through the photos"
+    by_label = dict(expected.values())
+    for sample in samples:
+        top = sample["top"][0]
+        assert top["label"] in by_label, sample
+        assert abs(top["score"] - by_label[top["label"]]) <= SCORE_TOLERANCE, (sample, by_label)
