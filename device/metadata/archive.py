@@ -34,19 +34,19 @@ def read_file(model: bytes, name: str) -> bytes:
     if archive is None:
         tail = model[-(1 << 20):]
         if _LOCAL_HEADER in tail and name.encode() in tail:
-            raise TruncatedModelError(f"model is truncated: the archive holding {name} has no end")
-        raise MalformedMetadataError(f"the metadata names {name}, but the model has no archive of files")
+            raise TruncatedModelError(f"model is truncated: the archive holding {name!r} has no end")
+        raise MalformedMetadataError(f"the metadata names {name!r}, but the model has no archive of files")
     try:
         with archive:
             info = archive.getinfo(name)
             if info.file_size > MAX_FILE_SIZE:
-                raise MalformedMetadataError(f"{name} in the model claims {info.file_size} bytes, too many")
+                raise MalformedMetadataError(f"{name!r} in the model claims {info.file_size} bytes, too many")
             with archive.open(info) as file:
                 return file.read(MAX_FILE_SIZE + 1)[:MAX_FILE_SIZE]
     except KeyError:
-        raise MalformedMetadataError(f"the metadata names {name}, but the model's archive lacks it") from None
+        raise MalformedMetadataError(f"the metadata names {name!r}, but the model's archive lacks it") from None
     except _ZIP_FAILURES as error:
-        raise MalformedMetadataError(f"cannot read {name} from the model's archive ({error})") from None
+        raise MalformedMetadataError(f"cannot read {name!r} from the model's archive ({error})") from None
 
 
 def without_archive(model: bytes) -> bytes:

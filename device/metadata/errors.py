@@ -3,7 +3,13 @@ from device.errors import UserError
 
 
 class MetadataError(UserError):
-    """A model file whose TFLite Metadata cannot be read or written."""
+    """A model file whose TFLite Metadata cannot be read or written.
+
+    The message is kept to one line even when it quotes text from a hostile file.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
 
 
 class NotTFLiteError(MetadataError):

@@ -96,3 +96,14 @@ def test_metadata_naming_a_file_the_archive_lacks(reference_model):
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(MetadataError, match="cannot read model"):
         read_model_info(tmp_path / "nope.tflite")
+
+
+
+def test_reads_what_tflite_supports_metadata_writer_wrote(bare_model, tflite_support, tmp_path):
+    """tflite-support's metadata_writers: the writer MediaPipe Model Maker's is a fork of."""
+    labels, out = tmp_path / "labels.txt", tmp_path / "theirs.tflite"
+    labels.write_text("\n".join(FLOWERS))
+    tflite_support("label", bare_model, labels, out)
+    info = read_model_info(out)
+    assert (info.name, info.labels, info.mean, info.std) == ("ImageClassifier", FLOWERS, (127.5,), (127.5,))
+    assert info.has_metadata and info.min_parser_version == "1.0.0"

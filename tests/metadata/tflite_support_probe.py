@@ -4,6 +4,7 @@
                                             "computed_min_parser_version": str}
     probe.py classify MODEL PHOTO...   -> [{"label": str, "score": float}, ...]  (Task Library top 1)
     probe.py strip MODEL OUT           -> writes MODEL without its TFLITE_METADATA (a bare model)
+    probe.py label MODEL LABELS OUT    -> writes MODEL with metadata by tflite-support's own writer
 
 Prints one JSON document on stdout.
 """
@@ -56,6 +57,15 @@ def strip(model, out):
     return {"written": out}
 
 
+def label(model, labels, out):
+    from tflite_support.metadata_writers import image_classifier, writer_utils
+
+    writer = image_classifier.MetadataWriter.create_for_inference(writer_utils.load_file(model), [127.5], [127.5],
+                                                                   [labels])
+    writer_utils.save_file(writer.populate(), out)
+    return {"written": out}
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    print(json.dumps({"display": display, "classify": classify, "strip": strip}[command](*arguments)))
+    print(json.dumps({"display": display, "classify": classify, "strip": strip, "label": label}[command](*arguments)))
