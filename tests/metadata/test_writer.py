@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 
+import flatbuffers
 import numpy as np
 import pytest
 
-from device.metadata import (LabelsMismatchError, MetadataError, NotTFLiteError, read_model_info,
-                             write_metadata)
+from device.metadata import (LabelsMismatchError, MetadataError, NotTFLiteError, UnsupportedModelError,
+                             read_model_info, write_metadata)
 from device.metadata.reader import metadata_buffer_index, model_root
 from device.metadata import schema
 from tests.metadata.conftest import FLOWERS
@@ -82,3 +83,60 @@ def test_float_model_gets_the_normalized_pixel_range(float_model, tflite_support
     info = read_model_info(written)
     assert (info.input.dtype, info.input.scale, info.input_size) == ("float32", 0.0, (32, 48))
     assert (info.mean, info.std) == ((127.5, 127.5, 0.0), (127.5, 127.5, 255.0))
+
+
+def synthetic_model(buffer_offset: int = 0, model_fields: int = 8) -> bytes:
+    """A minimal Model FlatBuffer (1x2x2x3 uint8 in, 1x5 out, no operators) built field by field."""
+    builder = flatbuffers.Builder(256)
+
+    def ints(values):
+        builder.StartVector(4, len(values), 4)
+        for value in reversed(values):
+            builder.PrependInt32(value)
+        return builder.EndVector()
+
+    def tables(offsets):
+        builder.StartVector(4, len(offsets), 4)
+        for offset in reversed(offsets):
+            builder.PrependUOffsetTRelative(offset)
+        return builder.EndVector()
+
+    def tensor(shape):
+        shape = ints(shape)
+        builder.StartObject(2)
+        builder.PrependUOffsetTRelativeSlot(0, shape, 0)
+        builder.PrependInt8Slot(1, 3, 0)   # UINT8
+        return builder.EndObject()
+
+    tensors = tables([tensor([1, 2, 2, 3]), tensor([1, 5])])
+    inputs, outputs = ints([0]), ints([1])
+    builder.StartObject(3)
+    builder.PrependUOffsetTRelativeSlot(0, tensors, 0)
+    builder.PrependUOffsetTRelativeSlot(1, inputs, 0)
+    builder.PrependUOffsetTRelativeSlot(2, outputs, 0)
+    subgraphs = tables([builder.EndObject()])
+    builder.StartObject(3)
+    builder.PrependUint64Slot(1, buffer_offset, 0)   # Buffer.offset: data stored after the FlatBuffer
+    builder.PrependUint64Slot(2, 16 if buffer_offset else 0, 0)
+    buffers = tables([builder.EndObject()])
+    builder.StartObject(model_fields)
+    builder.PrependUint32Slot(schema.Model.version, 3, 0)
+    builder.PrependUOffsetTRelativeSlot(schema.Model.subgraphs, subgraphs, 0)
+    builder.PrependUOffsetTRelativeSlot(schema.Model.buffers, buffers, 0)
+    if model_fields > 8:
+        builder.PrependUint32Slot(model_fields - 1, 7, 0)   # a field from a schema newer than ours
+    builder.Finish(builder.EndObject(), file_identifier=schema.MODEL_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def test_synthetic_model_round_trip():
+    info = read_model_info(write_metadata(synthetic_model(), FLOWERS, mean=[0], std=[1], name="tiny"))
+    assert (info.labels, info.input.shape, info.output.shape, info.input_size) == (FLOWERS, (1, 2, 2, 3), (1, 5),
+                                                                                  (2, 2))
+
+
+def test_refuses_models_it_would_break():
+    with pytest.raises(UnsupportedModelError, match="over 2 GB"):
+        write_metadata(synthetic_model(buffer_offset=4096), FLOWERS, mean=[0], std=[1], name="big")
+    with pytest.raises(UnsupportedModelError, match="newer"):
+        write_metadata(synthetic_model(model_fields=12), FLOWERS, mean=[0], std=[1], name="new")
