@@ -33,4 +33,5 @@ class MalformedMetadataError(MetadataError):
 
 
 class UnsupportedModelError(MetadataError):
-    """A valid model the writer cannot rewrite (buffers stored outside the FlatBuffer, newer schema)."""
+    """A valid model that is not ours to handle: not an NHWC image classifier, or one the writer cannot
+    rewrite (buffers stored outside the FlatBuffer, a newer schema)."""

@@ -12,7 +12,7 @@ import os
 from device.metadata import archive, flatbuf, labels as labels_txt
 from device.metadata import schema as s
 from device.metadata.errors import (LabelsMismatchError, MalformedMetadataError, MetadataError, NoMetadataError,
-                                    NotTFLiteError, TruncatedModelError)
+                                    NotTFLiteError, TruncatedModelError, UnsupportedModelError)
 
 DEFAULT_FLOAT_NORMALIZATION = (127.5, 127.5)   # (mean, std): pixels to [-1, 1], the common float convention
 
@@ -67,6 +67,9 @@ class _Metadata:
     labels_file: str | None
 
 
+_NO_METADATA = _Metadata(*[None] * len(dataclasses.fields(_Metadata)))
+
+
 def read_model_info(model: str | os.PathLike | bytes, labels_file: str | os.PathLike | None = None) -> ModelInfo:
     """Read a classifier's metadata and tensors; `labels_file`, when given, overrides embedded labels.
 
@@ -81,18 +84,18 @@ def read_model_info(model: str | os.PathLike | bytes, labels_file: str | os.Path
 
 
 def _read_model_info(data: bytes, labels_file: str | os.PathLike | None) -> ModelInfo:
-    tensors = read_tensors(data)
+    input, output = read_tensors(data)
+    if len(input.shape) != 4:
+        raise UnsupportedModelError(f"not an image classifier: input shape {list(input.shape)} is not NHWC")
     metadata = _read_metadata(data)
     labels = _labels(data, metadata, labels_file)
-    input, output = tensors
     if len(labels) != output_size(output):
         raise LabelsMismatchError(f"{len(labels)} labels, but the model outputs {output_size(output)} scores")
-    mean, std = (metadata.mean, metadata.std) if metadata and metadata.mean else default_normalization(input)
-    return ModelInfo(
-        name=metadata and metadata.name, description=metadata and metadata.description,
-        version=metadata and metadata.version, author=metadata and metadata.author,
-        license=metadata and metadata.license, labels=labels, mean=mean, std=std, input=input, output=output,
-        has_metadata=metadata is not None, min_parser_version=metadata and metadata.min_parser_version)
+    found = metadata or _NO_METADATA
+    mean, std = (found.mean, found.std) if found.mean else default_normalization(input)
+    return ModelInfo(name=found.name, description=found.description, version=found.version, author=found.author,
+                     license=found.license, labels=labels, mean=mean, std=std, input=input, output=output,
+                     has_metadata=metadata is not None, min_parser_version=found.min_parser_version)
 
 
 def default_normalization(input: TensorInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:

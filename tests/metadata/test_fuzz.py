@@ -55,9 +55,11 @@ def mutations(draw, seeds):
 
 def read_hostile(data: bytes) -> None:
     try:
-        read_model_info(data)
+        info = read_model_info(data)
     except MetadataError as error:
         assert "\n" not in str(error)
+    else:
+        assert len(info.input_size) == 2
 
 
 def write_hostile(data: bytes) -> None:
