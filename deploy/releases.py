@@ -1,7 +1,8 @@
 """What a release is (its files, manifest and identity), where releases live on a host, and which to keep.
 
-    <root>/releases/<version>/   model, wheel, run-daemon, host scripts, manifest.json, SHA256SUMS,
-                                 lib/ (the unpacked wheel), venv -> ../../venvs/<key>
+    <root>/releases/<version>/   model, wheel, run-daemon, manifest.json, SHA256SUMS,
+                                 lib/ (the unpacked wheel: also the host scripts and the systemd unit),
+                                 venv -> ../../venvs/<key>
     <root>/current -> releases/<version>       switched atomically (symlink to a temp name, then mv -T)
     <root>/venvs/<key>/          dependencies, shared by every release with the same wheelhouse key
     <root>/wheelhouses/<key>/    uploaded wheels, removed once their venv is built
@@ -20,9 +21,9 @@ from pathlib import Path
 from deploy.build import Wheelhouse, sha256_file, write_sums
 from deploy.inventory import Host
 
-HOST_SCRIPTS = Path(__file__).parent / "host"
-SYSTEMD_UNIT = Path(__file__).resolve().parent.parent / "device" / "systemd" / "bloomkit-device.service"
 MODEL_NAME = "model.tflite"
+HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
+SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,6 @@ def stage(host: Host, model: Path, model_info: dict, wheel: Path, wheelhouse: Wh
     directory.mkdir(parents=True)
     shutil.copyfile(model, directory / MODEL_NAME)
     shutil.copyfile(wheel, directory / wheel.name)
-    for script in ("service.py", "health.py"):
-        shutil.copyfile(HOST_SCRIPTS / script, directory / script)
-    if SYSTEMD_UNIT.is_file():
-        shutil.copyfile(SYSTEMD_UNIT, directory / SYSTEMD_UNIT.name)
     config_name = None
     if host.daemon.config is not None:
         config_name = "device-config" + host.daemon.config.suffix

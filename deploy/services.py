@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.releases import SYSTEMD_UNIT, Layout
+from deploy.releases import HOST_SCRIPTS, SYSTEMD_UNIT, Layout
 from deploy.ssh import quote
 
-UNIT = SYSTEMD_UNIT.name
+UNIT = SYSTEMD_UNIT.rpartition("/")[2]
+USER = "bloomkit"   # the unit's User=
 UNIT_DIR = "/etc/systemd/system"
 
 
@@ -22,13 +23,14 @@ class PidfileService:
     name = "pidfile"
 
     def _ctl(self, action: str) -> str:
-        return quote(self.python, f"{self.layout.current}/service.py", "--root", self.layout.root, action)
+        return quote(self.python, f"{self.layout.current}/{HOST_SCRIPTS}/service.py", "--root", self.layout.root, action)
 
     def restart(self) -> list[str]:
         return [self._ctl("restart")]
 
     def stop(self) -> list[str]:
-        return [f"if [ -e {quote(self.layout.current + '/service.py')} ]; then {self._ctl('stop')}; fi"]
+        script = f"{self.layout.current}/{HOST_SCRIPTS}/service.py"
+        return [f"if [ -e {quote(script)} ]; then {self._ctl('stop')}; fi"]
 
     def logs(self, lines: int) -> str:
         return f"tail -n {int(lines)} {quote(self.layout.root + '/logs/daemon.log')}"
@@ -39,8 +41,8 @@ class PidfileService:
 
 @dataclass(frozen=True)
 class SystemdService:
-    """Installs the unit from device/systemd/ (shipped in the release) with a drop-in that starts the
-    current release's launcher; `sudo -n` when the deploy user is not root."""
+    """Installs the unit from device/systemd/ (in the release's wheel) with a drop-in that starts the
+    current release's launcher, and the unit's system user; `sudo -n` when the deploy user is not root."""
 
     layout: Layout
     sudo: bool
@@ -53,8 +55,11 @@ class SystemdService:
     def restart(self) -> list[str]:
         dropin = f"{UNIT_DIR}/{UNIT}.d"
         override = f"[Service]\nExecStart=\nExecStart={self.layout.current}/run-daemon\n"
+        add_user = quote("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                         "--groups", "video", USER)
         return [
-            self._root(quote("install", "-m", "0644", f"{self.layout.current}/{UNIT}", f"{UNIT_DIR}/{UNIT}")),
+            f"id -u {USER} >/dev/null 2>&1 || " + self._root(add_user),
+            self._root(quote("install", "-m", "0644", f"{self.layout.current}/{SYSTEMD_UNIT}", f"{UNIT_DIR}/{UNIT}")),
             self._root(quote("mkdir", "-p", dropin)),
             f"printf %s {quote(override)} | " + self._root(quote("tee", f"{dropin}/bloomkit-deploy.conf")) + " >/dev/null",
             self._root("systemctl daemon-reload"),

@@ -13,7 +13,7 @@ from typing import Callable
 from deploy.build import Builder, Target
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
-from deploy.releases import Bundle, Layout, new_version, stage, to_prune
+from deploy.releases import HOST_SCRIPTS, Bundle, Layout, new_version, stage, to_prune
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.services import service_for
 from deploy.ssh import Remote, describe_ssh_error, quote
@@ -209,7 +209,7 @@ class HostSteps:
         bind, _, port = self.host.daemon.http.rpartition(":")
         address = "127.0.0.1" if bind in ("", "0.0.0.0", "::", "[::]", "*") else bind
         current = self.layout.current
-        command = quote(self.host.python, f"{current}/health.py", "--url", f"http://{address}:{port}/healthz",
+        command = quote(self.host.python, f"{current}/{HOST_SCRIPTS}/health.py", "--url", f"http://{address}:{port}/healthz",
                         "--manifest", f"{current}/manifest.json", "--timeout", timeout, *self.service.health_args())
         output = self.remote.run(command + " || true", dry_output='{"healthy": true, "healthz": {}}')
         answer = json.loads(output)
@@ -231,9 +231,11 @@ class HostSteps:
             self.remote.run(command)
         self.remote.run(quote("rm", "-f", self.layout.current))
 
-    def prune(self, keep: int, current: str) -> None:
+    def prune(self, keep: int, current: str, venv: str) -> None:
+        """Delete old releases and unused venvs; `current` (using `venv`) may be newer than the facts."""
         releases = sorted(set(self.facts.releases) | {current})
-        old_releases, old_venvs = to_prune(releases, self.facts.venv_of, self.facts.venvs, keep, current)
+        venv_of = {**self.facts.venv_of, current: venv}
+        old_releases, old_venvs = to_prune(releases, venv_of, self.facts.venvs, keep, current)
         doomed = [self.layout.release(r) for r in old_releases] + [self.layout.venv(v) for v in old_venvs]
         leftovers = f"{quote(self.layout.releases)}/.incoming-* {quote(self.layout.root)}/wheelhouses/*.incoming"
         self.remote.run(f"rm -rf {quote(*doomed) if doomed else ''} {leftovers}")
@@ -288,7 +290,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         say("waiting for /healthz")
         steps.wait_healthy(options.health_timeout)
         where = "prune"
-        steps.prune(options.keep, bundle.version)
+        steps.prune(options.keep, bundle.version, wheelhouse.key)
         result.status = OK
     except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
         result.status, result.reason = FAILED, _reason(error)

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.conftest import require
 
 SSHD = Path("/usr/sbin/sshd")
 PHOTOS_PER_HOST = 4
+SOURCE_FPS = 4  # enough to be healthy, little CPU on a shared 2-core machine
 
 
 def free_port() -> int:
@@ -92,10 +94,23 @@ class SshLab:
     def host(self, name: str, server: SshServer | None = None, *, port: int | None = None, **settings) -> Host:
         """A Host for `server` (or an unused `port`), with its own root and daemon HTTP port."""
         root = self.base / name / "opt" / "bloomkit"
-        daemon = DaemonOptions(http=f"127.0.0.1:{free_port()}", source=f"folder:{self.photos}")
+        daemon = DaemonOptions(http=f"127.0.0.1:{free_port()}", source=f"folder:{self.photos}",
+                               args=("--source-fps", str(SOURCE_FPS)))
         return Host(name=name, hostname="127.0.0.1", port=server.port if server else port, user=getpass.getuser(),
                     identity=self.identity, known_hosts=self.known_hosts, root=str(root),
                     python="/usr/bin/python3", daemon=daemon, **settings)
+
+    def inventory(self, hosts: list[Host]) -> Path:
+        """The hosts as a fleet.yaml, for the `fab` command line."""
+        import yaml
+
+        def settings(host: Host) -> dict:
+            return {"hostname": host.hostname, "port": host.port, "user": host.user, "identity": str(host.identity),
+                    "known_hosts": str(host.known_hosts), "root": host.root, "python": host.python,
+                    "daemon": {"http": host.daemon.http, "source": host.daemon.source, "args": list(host.daemon.args)}}
+        path = self.base.parent / "fleet.yaml"
+        path.write_text(yaml.safe_dump({"hosts": {h.name: settings(h) for h in hosts}}))
+        return path
 
     def close(self) -> None:
         for root in self.base.glob("*/opt/bloomkit"):
@@ -112,6 +127,13 @@ def stop_daemon(root: Path) -> None:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+
+
+def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
+    """The `fab` command line, run in the builder's source snapshot with the builder's cache."""
+    fab = Path(sys.executable).parent / "fab"
+    env = {**os.environ, "BLOOMKIT_CACHE_DIR": str(builder.cache_dir)}
+    return subprocess.run([str(fab), *args], cwd=builder.repo, capture_output=True, text=True, env=env, timeout=600)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
@@ -144,20 +166,39 @@ def photos(flowers_dir, tmp_path_factory) -> Path:
     return folder
 
 
+def make_lab(base: Path, client_key: Path, photos: Path) -> SshLab:
+    base.mkdir(parents=True, exist_ok=True)
+    lab = SshLab(base / "hosts", client_key, base / "known_hosts", photos)
+    lab.known_hosts.touch()
+    return lab
+
+
 @pytest.fixture
 def lab(tmp_path, client_key, photos):
-    lab = SshLab(tmp_path / "hosts", client_key, tmp_path / "known_hosts", photos)
-    lab.known_hosts.touch()
+    lab = make_lab(tmp_path, client_key, photos)
     yield lab
     lab.close()
 
 
 @pytest.fixture(scope="session")
-def builder(tmp_path_factory):
+def source_snapshot(tmp_path_factory) -> Path:
+    """The sources as they are now: a wheel built from them stays the same while the tree is being edited."""
+    from deploy.build import PACKAGES, REPO
+
+    snapshot = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "fabfile.py", "fabric.yaml"):
+        shutil.copy(REPO / name, snapshot / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, snapshot / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return snapshot
+
+
+@pytest.fixture(scope="session")
+def builder(tmp_path_factory, source_snapshot):
     """One cache for the session: the wheel and the loopback hosts' wheelhouse are built once."""
     from deploy.build import Builder
 
-    return Builder(tmp_path_factory.mktemp("deploy-cache"))
+    return Builder(tmp_path_factory.mktemp("deploy-cache"), repo=source_snapshot)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,186 @@
+"""`fab deploy` for real: OpenSSH servers on loopback, a real wheelhouse installed offline into a real venv,
+and the real `device run` serving /healthz from flower photos. The first deploy builds the venvs (slow);
+each later test starts by deploying what it needs, so it holds on its own."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.build import sha256_file
+from deploy.fleet import deploy_fleet
+from deploy.inventory import Host
+from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
+from tests.deploy.conftest import SshLab, SshServer, free_port, make_lab, run_fab
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Fleet:
+    lab: SshLab
+    hosts: list[Host]                # the two reachable ones
+    servers: list[SshServer]
+    down: Host
+    first_results: list[HostResult]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, client_key, photos, builder, models):
+    lab = make_lab(tmp_path_factory.mktemp("fleet"), client_key, photos)
+    try:
+        servers = [lab.start_server(name) for name in ("pi1", "pi2")]
+        hosts = [lab.host(name, server) for name, server in zip(("pi1", "pi2"), servers)]
+        down = lab.host("pi3", port=free_port())
+        first = deploy_fleet([hosts[0], down, hosts[1]], models.first, builder=builder, quiet=True)
+        yield Fleet(lab, hosts, servers, down, first)
+    finally:
+        lab.close()
+
+
+def deploy(hosts, model, builder, **options) -> list[HostResult]:
+    return deploy_fleet(hosts, model, builder=builder, quiet=True, **options)
+
+
+def healthz(host: Host) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://{host.daemon.http}/healthz", timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        return json.load(error)
+
+
+def current(host: Host) -> str:
+    return os.readlink(Path(host.root) / "current")
+
+
+def releases(host: Host) -> list[str]:
+    return sorted(p.name for p in (Path(host.root) / "releases").iterdir())
+
+
+def daemon_pid(host: Host) -> int:
+    return int((Path(host.root) / "run" / "daemon.pid").read_text())
+
+
+def test_a_fleet_of_three_with_one_unreachable(fleet, models):
+    pi1, down, pi2 = fleet.first_results
+    assert (down.status, down.stage) == (FAILED, "connect")
+    assert down.reason == f"unreachable: connection refused by 127.0.0.1:{fleet.down.port}"
+    for result, host in ((pi1, fleet.hosts[0]), (pi2, fleet.hosts[1])):
+        assert result.status == OK, result
+        assert (result.old, result.new) == (None, current(host).removeprefix("releases/"))
+        health = healthz(host)
+        assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.first)
+        root = Path(host.root)
+        manifest = json.loads((root / "current" / "manifest.json").read_text())
+        assert manifest["model"]["sha256"] == sha256_file(models.first) and manifest["model"]["labels"] == 5
+        assert [p.name for p in (root / "venvs").iterdir()] == [manifest["venv"]]
+        assert (root / "venvs" / manifest["venv"] / ".complete").is_file()
+        assert not list((root / "wheelhouses").iterdir())      # removed once the venv was built
+
+
+def test_a_repeat_deploy_is_skipped(fleet, models, builder):
+    deploy(fleet.hosts, models.first, builder)
+    before = [(current(h), daemon_pid(h)) for h in fleet.hosts]
+    results = deploy(fleet.hosts, models.first, builder)
+    assert [r.status for r in results] == [SKIPPED, SKIPPED]
+    assert [(current(h), daemon_pid(h)) for h in fleet.hosts] == before      # not even restarted
+
+
+def test_a_model_only_redeploy_reuses_the_venv(fleet, models, builder):
+    host = fleet.hosts[0]
+    deploy([host], models.first, builder)
+    venvs = Path(host.root) / "venvs"
+    (venv,) = venvs.iterdir()
+    built = (venv / ".complete").stat().st_mtime_ns
+    old = current(host)
+    (result,) = deploy([host], models.second, builder)
+    assert result.status == OK and result.old == old.removeprefix("releases/") and result.new != result.old
+    assert healthz(host)["model"]["sha256"] == sha256_file(models.second)
+    assert list(venvs.iterdir()) == [venv] and (venv / ".complete").stat().st_mtime_ns == built
+    assert os.readlink(Path(host.root) / "current" / "venv") == f"../../venvs/{venv.name}"
+
+
+def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, builder):
+    host = fleet.hosts[0]
+    deploy([host], models.second, builder)
+    before = current(host)
+    (result,) = deploy([host], models.broken, builder, health_timeout=30)
+    assert (result.status, result.stage) == (ROLLED_BACK, "health")
+    assert "cannot load the model" in result.reason and "\n" not in result.reason
+    assert result.new == result.old == before.removeprefix("releases/")
+    assert current(host) == before
+    health = healthz(host)
+    assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.second)
+
+
+def test_an_interrupted_upload_leaves_current_untouched(fleet, models, builder, tmp_path):
+    host, server = fleet.hosts[1], fleet.servers[1]
+    deploy([host], models.first, builder)
+    before, served = current(host), healthz(host)["model"]["sha256"]
+    big = tmp_path / "big.tflite"
+    big.write_bytes(big_model(models.first))
+    watcher = threading.Thread(target=cut_connection_mid_upload, args=(Path(host.root), server))
+    watcher.start()
+    (result,) = deploy([host], big, builder)
+    watcher.join()
+    assert (result.status, result.stage) == (FAILED, "upload")
+    assert result.reason.startswith("connection to ") and "lost" in result.reason
+    assert current(host) == before and healthz(host)["model"]["sha256"] == served
+    assert before.removeprefix("releases/") in releases(host)
+    assert all(r == before.removeprefix("releases/") or r.startswith(".incoming-") or r < before.removeprefix(
+        "releases/") for r in releases(host))                   # no new release appeared
+
+
+def big_model(model: Path) -> bytes:
+    """The same network with a 48 MB description: valid, and slow enough to upload to be cut."""
+    from device.metadata import read_model_info, write_metadata
+
+    data = model.read_bytes()
+    info = read_model_info(data)
+    return write_metadata(data, info.labels, mean=info.mean, std=info.std, name=info.name, version="big",
+                          description="x" * (48 << 20))
+
+
+def cut_connection_mid_upload(root: Path, server: SshServer, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for partial in root.glob("releases/.incoming-*/model.tflite"):
+            if partial.stat().st_size > (1 << 20):
+                server.kill_sessions()
+                return
+        time.sleep(0.002)
+
+
+def test_status_rollback_logs_and_keep_from_the_command_line(fleet, models, builder):
+    inventory = str(fleet.lab.inventory(fleet.hosts))
+    deploy(fleet.hosts, models.first, builder)
+    deploy(fleet.hosts, models.second, builder)
+    done = run_fab(builder, "status", "--inventory", inventory, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = json.loads(done.stdout)
+    assert [s["detail"]["sha256"] for s in status] == [sha256_file(models.second)] * 2
+    assert all(s["detail"]["fps"] > 0 and s["detail"]["model_version"] == "v2" for s in status)
+
+    done = run_fab(builder, "rollback", "--inventory", inventory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [healthz(h)["model"]["sha256"] for h in fleet.hosts] == [sha256_file(models.first)] * 2
+
+    done = run_fab(builder, "logs", "--inventory", inventory, "--lines", "5")
+    assert done.returncode == 0 and done.stdout.count("==> pi") == 2
+    assert done.stdout.count(f"(sha256 {sha256_file(models.first)[:12]})") >= 2     # the daemons' start lines
+
+    done = run_fab(builder, "deploy", "--model", str(models.second), "--inventory", inventory, "--keep", "1",
+               "--parallel", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 of 2 hosts ok" in done.stdout
+    for host in fleet.hosts:
+        assert releases(host) == [current(host).removeprefix("releases/")]
+        assert len(list((Path(host.root) / "venvs").iterdir())) == 1

@@ -1,0 +1,86 @@
+"""The inventory file: defaults, per-host settings, groups, paths relative to the file, clear errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import InventoryError
+from deploy.inventory import load_inventory, parse_host_string
+
+REPO = Path(__file__).resolve().parents[2]
+
+FLEET = """
+defaults:
+  user: pi
+  root: /opt/bloomkit
+  known_hosts: keys/known_hosts
+  daemon: {http: "127.0.0.1:8080", source: "picamera2", args: ["--top-k", 5]}
+hosts:
+  greenhouse-1:
+    hostname: 192.168.1.21
+    daemon: {source: "opencv:0"}
+  greenhouse-2: {port: 2222, user: ops, daemon: {http: "0.0.0.0:9000", config: device.toml}}
+  lab-pi:
+groups:
+  greenhouse: [greenhouse-1, greenhouse-2]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_merge_under_host_settings_and_daemon_options(tmp_path):
+    inventory = load_inventory(write(tmp_path, FLEET))
+    one, two, lab = inventory.select()
+    assert (one.name, one.hostname, one.user, one.port) == ("greenhouse-1", "192.168.1.21", "pi", None)
+    assert one.daemon.source == "opencv:0" and one.daemon.http == "127.0.0.1:8080"
+    assert one.daemon.args == ("--top-k", "5")
+    assert (two.user, two.port, two.daemon.port, two.daemon.source) == ("ops", 2222, 9000, "picamera2")
+    assert two.daemon.config == tmp_path / "device.toml"
+    assert one.known_hosts == tmp_path / "keys" / "known_hosts"
+    assert lab.hostname is None and lab.root == "/opt/bloomkit"  # the name, resolved through ssh_config
+
+
+def test_groups_select_their_hosts_in_order(tmp_path):
+    inventory = load_inventory(write(tmp_path, FLEET))
+    assert [h.name for h in inventory.select("greenhouse")] == ["greenhouse-1", "greenhouse-2"]
+    with pytest.raises(InventoryError, match="no group 'kitchen'.*greenhouse"):
+        inventory.select("kitchen")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hosts: {a: {colour: red}}", "host a: unknown setting 'colour'"),
+    ("hosts: {a: {daemon: {fps: 3}}}", "host a daemon: unknown setting 'fps'"),
+    ("hosts: {a: {daemon: {http: localhost}}}", "HOST:PORT"),
+    ("hosts: {a: {service: upstart}}", "service must be one of"),
+    ("hosts: {a: }\ngroups: {g: [a, b]}", "group 'g' names unknown hosts: b"),
+    ("hosts: {}", "lists no hosts"),
+    ("hosts: [a, b", "not valid YAML"),
+    ("hosts: [a, b]", "hosts must be a mapping"),
+])
+def test_mistakes_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(InventoryError, match=message) as caught:
+        load_inventory(write(tmp_path, text))
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InventoryError, match="cannot read inventory"):
+        load_inventory(tmp_path / "nope.yaml")
+
+
+def test_host_strings_as_fabric_takes_them():
+    host = parse_host_string("pi@greenhouse-1:2222")
+    assert (host.name, host.user, host.port) == ("greenhouse-1", "pi", 2222)
+    assert parse_host_string("10.0.0.5").user is None
+    with pytest.raises(InventoryError):
+        parse_host_string("pi@host:ssh")
+
+
+def test_the_example_inventory_loads():
+    inventory = load_inventory(REPO / "fleet.example.yaml")
+    assert inventory.select() and inventory.groups

@@ -1,0 +1,85 @@
+"""Reaching hosts over real sshd: strict host keys, one-line reasons for unreachable or refusing hosts,
+and the dry run that touches no host. Quick: no deploy gets past pre-flight here."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import ConnectError, HostKeyError
+from deploy.fleet import deploy_fleet
+from deploy.report import FAILED
+from deploy.ssh import Remote, connect
+from tests.deploy.conftest import _keygen, free_port, run_fab
+
+def test_a_trusted_host_runs_commands(lab):
+    host = lab.host("pi1", lab.start_server("pi1"))
+    remote = Remote("pi1", connect(host))
+    try:
+        assert remote.run("echo hello from $(uname -m)").startswith("hello from ")
+    finally:
+        remote.close()
+
+
+def test_unknown_host_key_is_refused_with_the_way_to_accept_it(lab):
+    server = lab.start_server("pi1", trusted=False)
+    host = lab.host("pi1", server)
+    before = lab.known_hosts.read_text()
+    with pytest.raises(HostKeyError) as caught:
+        connect(host)
+    message = str(caught.value)
+    assert f"unknown host key for [127.0.0.1]:{server.port}" in message and "SHA256:" in message
+    assert "--accept-new-host-keys" in message and f"ssh-keyscan -p {server.port} 127.0.0.1 >> " in message
+    assert lab.known_hosts.read_text() == before           # never recorded silently
+
+
+def test_accept_new_records_the_key_once_and_a_changed_key_is_still_refused(lab):
+    server = lab.start_server("pi1", trusted=False)
+    host = lab.host("pi1", server)
+    connect(host, accept_new_host_keys=True).close()
+    assert f"[127.0.0.1]:{server.port} ssh-ed25519 " in lab.known_hosts.read_text()
+    connect(host).close()                                  # now known: strict mode accepts it
+    impostor = lab.start_server("impostor", trusted=False)
+    lab.known_hosts.write_text(lab.known_hosts.read_text().replace(f":{server.port} ", f":{impostor.port} "))
+    with pytest.raises(ConnectError, match="CHANGED.*ssh-keygen -R"):
+        connect(dataclasses.replace(host, port=impostor.port), accept_new_host_keys=True)
+
+
+def test_unreachable_and_unauthorised_hosts_fail_in_the_report_with_one_line(lab, reference_model, builder):
+    stranger = dataclasses.replace(lab.host("pi2", lab.start_server("pi2")),
+                                   identity=_keygen(lab.base / "other-key"))
+    down = lab.host("pi1", port=free_port())
+    results = deploy_fleet([down, stranger], reference_model, builder=builder, quiet=True)
+    assert [(r.status, r.stage) for r in results] == [(FAILED, "connect")] * 2
+    assert results[0].reason == f"unreachable: connection refused by 127.0.0.1:{down.port}"
+    assert results[1].reason.startswith(f"authentication failed for {stranger.user}@127.0.0.1:{stranger.port}")
+    assert not Path(down.root).exists() and not Path(stranger.root).exists()
+
+
+def test_fab_refuses_an_unknown_host_in_one_line_and_exits_non_zero(lab, reference_model, builder):
+    host = lab.host("pi1", lab.start_server("pi1", trusted=False))
+    done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])))
+    assert done.returncode == 1
+    assert "FAILED (connect: unknown host key for [127.0.0.1]" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, reference_model, builder):
+    host = lab.host("pi1", port=free_port())              # nothing listens: any connection would fail
+    done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])),
+                   "--dry-run")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    root = host.root
+    for expected in ["[pi1] $ command -v /usr/bin/python3", "pip download", "--platform manylinux_2_36_aarch64",
+                     f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "sha256sum --quiet --strict -c",
+                     "-m venv --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
+                     "systemctl restart bloomkit-device.service", "health.py", "OK"]:
+        assert expected in out, expected
+    assert not Path(root).exists()
+
+
+def test_bad_input_is_one_line(lab, tmp_path, builder):
+    done = run_fab(builder, "deploy", "--model", str(tmp_path / "missing.tflite"), "-H", "pi@nowhere.invalid")
+    assert done.returncode == 1 and done.stderr.strip() == f"fab: error: model not found: {tmp_path}/missing.tflite"
