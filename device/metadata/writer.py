@@ -209,9 +209,10 @@ def _original(body: bytes) -> bytes:
     if body[inner + 4:inner + 8] != s.MODEL_IDENTIFIER:
         return body
     try:
-        ours = model.target(s.Model.subgraphs) == inner + model_root(body[inner:]).target(s.Model.subgraphs)
+        inner_subgraphs = model_root(body[inner:]).target(s.Model.subgraphs)
     except flatbuf.FormatError:
         return body
+    ours = inner_subgraphs is not None and model.target(s.Model.subgraphs) == inner + inner_subgraphs
     return body[inner:] if ours else body
 
 
