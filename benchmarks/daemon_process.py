@@ -48,14 +48,15 @@ class Daemon:
                 samples[name] = float(value)
         return samples
 
-    def wait_for_inferences(self, count: int, timeout: float) -> dict[str, float]:
+    def wait_for(self, counter: str, count: int, timeout: float) -> dict[str, float]:
+        """The metrics once `counter` (e.g. bloomkit_inferences_total) has reached `count`."""
         deadline = time.monotonic() + timeout
         while True:
             metrics = self.metrics()
-            if metrics["bloomkit_inferences_total"] >= count:
+            if metrics[counter] >= count:
                 return metrics
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise SystemExit(f"no {count} inferences in {timeout} s: {self.log}")
+                raise SystemExit(f"{counter} did not reach {count} in {timeout} s: {self.log}")
             time.sleep(0.2)
 
     def resources(self) -> dict[str, int]:
@@ -66,6 +67,12 @@ class Daemon:
             status[key] = value.split()
         return {"rss_kb": int(status["VmRSS"][0]), "threads": int(status["Threads"][0]),
                 "fds": len(os.listdir(f"/proc/{self.process.pid}/fd"))}
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

@@ -2,16 +2,20 @@
 
 With frames always waiting (`--source folder:DIR --source-fps 0`), the daemon's inferences per second
 should be at least 90% of what the bare interpreter manages (`Classifier.infer` on prepared tensors, as
-`device bench` times invoke-only), at the same thread count. The invoke-only rate is measured just before
-and just after the daemon, on the same machine, and averaged.
+`device bench` times invoke-only), at the same thread count. The machine may be shared, so the two are
+measured in alternating rounds: the daemon is paused (SIGSTOP) while invoke-only runs, then resumed and
+measured from its /metrics counters; the verdict is on the median of the rounds' ratios. The share of
+wall time the daemon's loop spent inside `Classifier.scores` (from the latency histogram's sum) is printed
+too: it does not depend on what else the machine is doing.
 
-    .venv/bin/python benchmarks/daemon_rate.py [--threads 1 2] [--seconds 20] [--json]
+    .venv/bin/python benchmarks/daemon_rate.py [--threads 1 2] [--camera-fps 100] [--rounds 5] [--seconds 5] [--json]
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -23,11 +27,7 @@ from device.classifier import Classifier
 TARGET = 0.90
 
 
-def invoke_rate(model: Path, threads: int, photos: list[Path], seconds: float) -> float:
-    classifier = Classifier(model, threads=threads)
-    tensors = [classifier.prepare(imaging.decode(photo)) for photo in photos[:16]]
-    for tensor in tensors[:5]:
-        classifier.infer(tensor)
+def invoke_rate(classifier: Classifier, tensors: list, seconds: float) -> float:
     count, began = 0, time.perf_counter()
     for tensor in itertools.cycle(tensors):
         classifier.infer(tensor)
@@ -37,18 +37,43 @@ def invoke_rate(model: Path, threads: int, photos: list[Path], seconds: float) -
     raise AssertionError("unreachable")
 
 
-def daemon_rate(model: Path, threads: int, images: Path, seconds: float) -> tuple[float, dict]:
-    daemon = Daemon("--model", str(model), "--source", f"folder:{images}", "--source-fps", "0",
+def daemon_rate(daemon: Daemon, seconds: float) -> tuple[float, float]:
+    """(inferences per second, the share of the time the loop spent classifying)."""
+    first, began = daemon.metrics(), time.monotonic()
+    time.sleep(seconds)
+    last, ended = daemon.metrics(), time.monotonic()
+    elapsed = ended - began
+    inferences = last["bloomkit_inferences_total"] - first["bloomkit_inferences_total"]
+    busy = last["bloomkit_inference_latency_seconds_sum"] - first["bloomkit_inference_latency_seconds_sum"]
+    return inferences / elapsed, busy / elapsed
+
+
+def measure(model: Path, images: Path, threads: int, source_fps: float, rounds: int, seconds: float) -> dict:
+    classifier = Classifier(model, threads=threads)
+    tensors = [classifier.prepare(imaging.decode(photo)) for photo in sorted(images.rglob("*.jpg"))[:16]]
+    invoke_rate(classifier, tensors, 1.0)  # warm-up
+    daemon = Daemon("--model", str(model), "--source", f"folder:{images}", "--source-fps", f"{source_fps:g}",
                     "--threads", str(threads))
+    invoke, served, busy = [], [], []
     try:
-        daemon.wait_for_inferences(50, timeout=120)  # warmed up, folder decoded
-        first, began = daemon.metrics(), time.monotonic()
-        time.sleep(seconds)
-        last, ended = daemon.metrics(), time.monotonic()
+        daemon.wait_for("bloomkit_inferences_total", 50, timeout=120)  # warmed up, folder decoded
+        for _ in range(rounds):
+            daemon.pause()
+            invoke.append(invoke_rate(classifier, tensors, seconds))
+            daemon.resume()
+            time.sleep(0.5)
+            rate, share = daemon_rate(daemon, seconds)
+            served.append(rate)
+            busy.append(share)
+        metrics = daemon.metrics()
     finally:
+        daemon.resume()
         daemon.stop()
-    rate = (last["bloomkit_inferences_total"] - first["bloomkit_inferences_total"]) / (ended - began)
-    return rate, {"dropped": last["bloomkit_frames_dropped_total"], "frames": last["bloomkit_frames_total"]}
+    ratios = [d / i for d, i in zip(served, invoke)]
+    return {"threads": threads, "source_fps": source_fps, "invoke_only_per_s": round(statistics.median(invoke), 1),
+            "daemon_per_s": round(statistics.median(served), 1), "ratio": round(statistics.median(ratios), 3),
+            "round_ratios": [round(r, 3) for r in ratios], "busy": round(statistics.median(busy), 3),
+            "dropped": int(metrics["bloomkit_frames_dropped_total"])}
 
 
 def main() -> None:
@@ -56,29 +81,27 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REFERENCE_MODEL)
     parser.add_argument("--images", type=Path, default=FLOWERS)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
+    parser.add_argument("--camera-fps", type=float, default=100.0,
+                        help="also measure a folder paced at this rate, through the capture thread with drops, "
+                             "as a camera faster than inference (0: skip)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement in a round")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    photos = sorted(args.images.rglob("*.jpg"))
-    rows = []
-    for threads in args.threads:
-        before = invoke_rate(args.model, threads, photos, args.seconds / 2)
-        daemon, counts = daemon_rate(args.model, threads, args.images, args.seconds)
-        after = invoke_rate(args.model, threads, photos, args.seconds / 2)
-        invoke = (before + after) / 2
-        rows.append({"threads": threads, "invoke_only_per_s": round(invoke, 1), "daemon_per_s": round(daemon, 1),
-                     "ratio": round(daemon / invoke, 3), "invoke_before_after": [round(before, 1), round(after, 1)],
-                     **counts})
+    rates = [0.0] + ([args.camera_fps] if args.camera_fps else [])
+    rows = [measure(args.model, args.images, threads, fps, args.rounds, args.seconds)
+            for threads in args.threads for fps in rates]
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"model {args.model.name}, folder replay of {len(photos)} photos at fps 0")
-        print("threads  invoke-only/s  daemon/s  ratio  (target >= 0.90)")
+        print(f"model {args.model.name}, folder {args.images}, {args.rounds} rounds of {args.seconds:g} s (medians)")
+        print("threads  source fps  invoke-only/s  daemon/s  ratio  (target >= 0.90 at fps 0)")
         for row in rows:
-            verdict = "ok" if row["ratio"] >= TARGET else "BELOW TARGET"
-            print(f"{row['threads']:>7}  {row['invoke_only_per_s']:>13}  {row['daemon_per_s']:>8}  "
-                  f"{row['ratio']:.3f}  {verdict}   (invoke-only before/after {row['invoke_before_after']})")
-    raise SystemExit(0 if all(row["ratio"] >= TARGET for row in rows) else 1)
+            verdict = "info" if row["source_fps"] else "ok" if row["ratio"] >= TARGET else "BELOW TARGET"
+            print(f"{row['threads']:>7}  {row['source_fps']:>10g}  {row['invoke_only_per_s']:>13}  "
+                  f"{row['daemon_per_s']:>8}  {row['ratio']:.3f}  {verdict}   (rounds {row['round_ratios']}; "
+                  f"classifying {row['busy']:.1%} of the time; dropped {row['dropped']})")
+    raise SystemExit(0 if all(row["ratio"] >= TARGET for row in rows if row["source_fps"] == 0) else 1)
 
 
 if __name__ == "__main__":

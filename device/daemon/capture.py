@@ -44,11 +44,6 @@ class LatestFrame:
             self._changed.notify_all()
             return self._frame
 
-    def wait_taken(self, timeout: float) -> bool:
-        """Wait until the newest frame was taken (for sources that make frames on demand)."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._fresh, timeout)
-
     def peek(self) -> tuple[int, Frame | None]:
         """The newest frame, taken or not, with its sequence number (for the live view)."""
         with self._changed:
@@ -56,7 +51,11 @@ class LatestFrame:
 
 
 class Capture(threading.Thread):
-    """Reads frames from the source into a `LatestFrame`, pacing them and retrying a stalled source with back-off."""
+    """Reads frames from the source into a `LatestFrame`, pacing them and retrying a stalled source with back-off.
+
+    Started for sources that deliver frames on their own clock (cameras, streams, videos, a paced
+    folder); a source that makes frames on demand is `pull`ed by the inference loop instead.
+    """
 
     def __init__(self, source: FrameSource, slot: LatestFrame) -> None:
         super().__init__(name="capture", daemon=True)
@@ -75,8 +74,6 @@ class Capture(threading.Thread):
         due = time.monotonic()
         stopping = self._stop_event
         while not stopping.is_set():
-            if self.source.on_demand and not self.slot.wait_taken(0.2):
-                continue
             if self.source.interval:
                 due = max(due + self.source.interval, time.monotonic())
                 if stopping.wait(due - time.monotonic()):
@@ -95,6 +92,21 @@ class Capture(threading.Thread):
                 self.problem = None
             retry_in = FIRST_RETRY_S
             self.slot.put(frame)
+
+    def pull(self) -> Frame | None:
+        """Read a frame now, in the caller's thread, from a source that makes frames on demand (a replay).
+
+        Such a source has no clock of its own for a thread to keep up with, and handing each frame
+        across threads would cost inference time.
+        """
+        try:
+            frame = self.source.read()
+        except FrameUnavailable as error:
+            self._report(str(error))
+            self._stop_event.wait(FIRST_RETRY_S)
+            return None
+        self.slot.put(frame)
+        return self.slot.take(timeout=0)
 
     def _report(self, problem: str) -> None:
         if problem != self.problem:

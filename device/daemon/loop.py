@@ -59,11 +59,12 @@ class Daemon:
 
     def run(self) -> None:
         """Classify frames until `stop()`; the caller then calls `close()` and closes the source."""
-        self.capture.start()
+        if not self.source.on_demand:
+            self.capture.start()
         while not self._stopping.is_set():
             if self.models.reload_if_changed():
                 self._smoother = self._new_smoother()
-            frame = self.frames.take(timeout=0.2)
+            frame = self.capture.pull() if self.source.on_demand else self.frames.take(timeout=0.2)
             if frame is None:
                 self._check_frame_gap()
                 continue

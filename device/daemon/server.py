@@ -85,6 +85,7 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "bloomkit"
+        timeout = 10  # seconds a client may stall a read or a write before its thread gives up
 
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]
@@ -132,8 +133,8 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                                          f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                         self.wfile.flush()
                     server.closing.wait(server.view.interval)
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the viewer went away
+            except OSError:
+                return  # the viewer went away, or stalled past the timeout
 
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: a request log line per poll would drown the daemon's own log."""

@@ -43,7 +43,7 @@ class Frame:
 
 class FrameSource(Protocol):
     name: str
-    on_demand: bool  # True: frames are made when asked for (a replay), False: they arrive on their own
+    on_demand: bool  # True: frames are made when asked for (a replay, read by the inference loop itself)
     interval: float  # seconds between frames the capture thread paces reads at; 0: the source paces itself
 
     def read(self) -> Frame:
@@ -124,9 +124,8 @@ class Picamera2Source:
         self._lores_width = config["lores"]["size"][0]
 
     def read(self) -> Frame:
-        try:
-            main = self._camera.capture_array("main")
-            lores = self._camera.capture_array("lores")
+        try:  # both streams from the same request, so the view shows the frame that was classified
+            (main, lores), _metadata = self._camera.capture_arrays(["main", "lores"])
         except (RuntimeError, OSError) as error:
             raise FrameUnavailable(f"camera error ({one_line(error)})") from None
         # RGB888 arrays hold B,G,R bytes; the lores YUV420 array is (h*3/2, stride), stride ≥ width.

@@ -2,7 +2,7 @@
 
 It mimics the real API where the daemon touches it (picamera2 0.3.x, `picamera2/picamera2.py` and
 `request.py`): `Picamera2(camera_num)`, `global_camera_info()`, `create_preview_configuration()` with
-the real defaults and dict shape, `configure` filling in `stride`/`framesize`, `start`, `capture_array`,
+the real defaults and dict shape, `configure` filling in `stride`/`framesize`, `start`, `capture_array(s)`,
 `stop`, `close`. Frames are a real photo as the sensor would deliver it: `RGB888` arrays hold
 B,G,R bytes; `XBGR8888` holds R,G,B,255; `YUV420` is I420 as a (height*3/2, stride) array whose rows
 are padded to a 64-byte stride, in the configured colour space (sYCC: full range; SMPTE 170M: limited).
@@ -62,6 +62,7 @@ class Picamera2:
         self.camera_config: dict | None = None
         self.started = False
         self.closed = False
+        self.frames = 0
 
     def create_preview_configuration(self, main={}, lores=None, raw={}, transform=Transform(),  # noqa: B006
                                      colour_space=ColorSpace.Sycc(), buffer_count=4, controls={}, display="main",
@@ -102,7 +103,17 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         self.started = True
 
+    def capture_arrays(self, names: list[str] = ["main"]) -> tuple[list[np.ndarray], dict]:  # noqa: B006
+        """The named streams of one request, with its metadata."""
+        self.frames += 1
+        metadata = {"SensorTimestamp": self.frames * 33_333_000, "FrameDuration": 33333}
+        return [self._array(name) for name in names], metadata
+
     def capture_array(self, name: str = "main") -> np.ndarray:
+        self.frames += 1
+        return self._array(name)
+
+    def _array(self, name: str) -> np.ndarray:
         if not self.started:
             raise RuntimeError("Camera not started")  # the real one would wait forever
         stream = self.camera_config[name]

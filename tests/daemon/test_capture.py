@@ -39,7 +39,6 @@ class CountingCamera:
     """A camera delivering numbered frames at `fps`, as fast as a real one would, no faster."""
 
     name = "counting"
-    on_demand = False
 
     def __init__(self, fps: float, on_demand: bool = False) -> None:
         self.interval = 1.0 / fps if fps else 0.0
@@ -76,19 +75,15 @@ def test_slow_inference_always_gets_the_newest_frame_so_latency_never_builds_up(
     assert slot.received == slot.dropped + 10 + (1 if slot.take(timeout=0) else 0)
 
 
-def test_an_on_demand_source_makes_a_frame_only_when_the_last_was_taken():
+def test_an_on_demand_source_is_pulled_one_frame_per_take_with_nothing_dropped():
     camera = CountingCamera(fps=0, on_demand=True)
     slot = LatestFrame()
     capture = Capture(camera, slot)
-    capture.start()
-    try:
-        for _ in range(5):
-            slot.take(timeout=1)
-            time.sleep(0.02)
-    finally:
-        capture.stop()
-    assert slot.dropped == 0
-    assert camera.made <= 6
+    taken = [capture.pull().captured for _ in range(5)]
+    assert taken == [1, 2, 3, 4, 5] and camera.made == 5
+    assert (slot.received, slot.dropped) == (5, 0)
+    sequence, latest = slot.peek()
+    assert sequence == 5 and latest.captured == 5, "the live view sees the pulled frames too"
 
 
 class FlakyCamera(CountingCamera):

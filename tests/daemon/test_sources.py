@@ -23,8 +23,10 @@ def test_picamera2_frames_come_out_rgb_from_bgr_main_and_i420_lores(monkeypatch,
     source = open_source("picamera2", classifier.input_size)
     try:
         frames = [source.read() for _ in range(3)]
+        requests = source._camera.frames
     finally:
         source.close()
+    assert requests == 3, "main and lores of a frame come from one request"
     frame = frames[-1]
     expected_view = cv2.resize(sunflower, (640, 480), interpolation=cv2.INTER_AREA)
     expected_image = cv2.resize(sunflower, (224, 224), interpolation=cv2.INTER_AREA)
