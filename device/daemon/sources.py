@@ -19,6 +19,7 @@ from device.daemon import one_line
 from device.errors import UserError
 
 PICAMERA2 = "picamera2"
+CAMERA_TIMEOUT_S = 2.0  # a Pi camera delivers a frame every 1/30 s or so; this long without one is a stall
 VIEW_SIZE = (640, 480)  # (width, height) of the Pi camera's main stream, the one the live page shows
 STREAM_TIMEOUTS_MS = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 2000)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -124,8 +125,11 @@ class Picamera2Source:
         self._lores_width = config["lores"]["size"][0]
 
     def read(self) -> Frame:
-        try:  # both streams from the same request, so the view shows the frame that was classified
-            (main, lores), _metadata = self._camera.capture_arrays(["main", "lores"])
+        try:  # both streams from one request, so the view shows the frame that was classified
+            job = self._camera.capture_arrays(["main", "lores"], wait=False)
+            (main, lores), _metadata = self._camera.wait(job, timeout=CAMERA_TIMEOUT_S)
+        except TimeoutError:
+            raise FrameUnavailable(f"the camera delivered no frame in {CAMERA_TIMEOUT_S:g} s") from None
         except (RuntimeError, OSError) as error:
             raise FrameUnavailable(f"camera error ({one_line(error)})") from None
         # RGB888 arrays hold B,G,R bytes; the lores YUV420 array is (h*3/2, stride), stride ≥ width.
@@ -134,6 +138,7 @@ class Picamera2Source:
         return Frame(image, view)
 
     def reconnect(self) -> None:
+        self._camera.cancel_all_and_flush()  # picamera2's clean-up after a timed-out capture
         self._camera.stop()
         self._camera.start()
 

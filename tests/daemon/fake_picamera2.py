@@ -62,7 +62,9 @@ class Picamera2:
         self.camera_config: dict | None = None
         self.started = False
         self.closed = False
-        self.frames = 0
+        self.frames = 0  # requests completed
+        self.flushes = 0
+        self.stalled = False  # True: like a dislodged cable, no request ever completes
 
     def create_preview_configuration(self, main={}, lores=None, raw={}, transform=Transform(),  # noqa: B006
                                      colour_space=ColorSpace.Sycc(), buffer_count=4, controls={}, display="main",
@@ -103,15 +105,22 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         self.started = True
 
-    def capture_arrays(self, names: list[str] = ["main"]) -> tuple[list[np.ndarray], dict]:  # noqa: B006
-        """The named streams of one request, with its metadata."""
-        self.frames += 1
-        metadata = {"SensorTimestamp": self.frames * 33_333_000, "FrameDuration": 33333}
-        return [self._array(name) for name in names], metadata
+    def capture_arrays(self, names: list[str] = ["main"], wait: bool | None = None,  # noqa: B006
+                       signal_function=None) -> tuple[list[np.ndarray], dict] | Job:
+        """The named streams of one request, with its metadata; a `Job` to `wait` for if `wait=False`."""
+        job = Job(self, lambda: ([self._array(name) for name in names],
+                                 {"SensorTimestamp": self.frames * 33_333_000, "FrameDuration": 33333}))
+        return job if wait is False else job.get_result()
 
-    def capture_array(self, name: str = "main") -> np.ndarray:
-        self.frames += 1
-        return self._array(name)
+    def capture_array(self, name: str = "main", wait: bool | None = None, signal_function=None) -> np.ndarray | Job:
+        job = Job(self, lambda: self._array(name))
+        return job if wait is False else job.get_result()
+
+    def wait(self, job: "Job", timeout: float | None = None):
+        return job.get_result(timeout)
+
+    def cancel_all_and_flush(self) -> None:
+        self.flushes += 1
 
     def _array(self, name: str) -> np.ndarray:
         if not self.started:
@@ -133,6 +142,21 @@ class Picamera2:
     def close(self) -> None:
         self.stop()
         self.closed = True
+
+
+class Job:
+    """picamera2.job.Job: the result of a capture, once the camera completes a request."""
+
+    def __init__(self, camera: Picamera2, make) -> None:
+        self._camera, self._make = camera, make
+
+    def get_result(self, timeout: float | None = None):
+        if self._camera.stalled:
+            if timeout is None:
+                raise AssertionError("the real picamera2 would wait forever here")
+            raise TimeoutError()  # concurrent.futures.TimeoutError, as Future.result raises it
+        self._camera.frames += 1
+        return self._make()
 
 
 def _stream(defaults: dict, updates: dict) -> dict:

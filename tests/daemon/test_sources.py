@@ -61,6 +61,21 @@ def test_picamera2_lores_is_not_reduced_to_gray(monkeypatch, photos):
     assert spread.mean() > 20, "the lores frame must keep its colour (U and V planes), not just Y"
 
 
+def test_a_stalled_pi_camera_times_out_and_is_restarted(monkeypatch, sunflower):
+    fake_picamera2.install(monkeypatch, sunflower)
+    source = Picamera2Source(0, (224, 224))
+    camera = source._camera
+    camera.stalled = True  # the cable came loose: capture_arrays would wait forever without a timeout
+    with pytest.raises(FrameUnavailable, match="no frame in 2 s"):
+        source.read()
+    source.reconnect()
+    assert camera.flushes == 1 and camera.started
+    camera.stalled = False
+    assert source.read().image.shape == (224, 224, 3)
+    source.close()
+    assert camera.closed
+
+
 def test_no_pi_camera_is_a_one_line_error(monkeypatch, sunflower):
     fake_picamera2.install(monkeypatch, sunflower, cameras=0)
     with pytest.raises(SourceError, match="no Pi camera found"):
