@@ -98,6 +98,7 @@ def _curves_png(history: Mapping[str, Sequence[float]]) -> bytes:
                 values = history[key]
                 axes.plot(range(1, len(values) + 1), values, style, label=key.replace("val_", "validation "))
         axes.set_xlabel("epoch")
+        axes.xaxis.get_major_locator().set_params(integer=True)
         axes.set_title(metric)
         axes.legend()
     return _png(figure)

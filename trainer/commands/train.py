@@ -80,7 +80,8 @@ def _fraction(text: str) -> float:
 def _print_summary(summary: dict) -> None:
     print(f"data: {summary['train_count']} photos to train on, {summary['test_count']} to test, "
           f"{len(summary['labels'])} labels ({', '.join(summary['labels'])}), {len(summary['skipped'])} skipped")
-    print(f"trained {summary['model_spec']} for {summary['epochs']} epochs in {summary['timings']['train']:.1f} s")
+    epochs = f"{summary['epochs']} epoch" + ("s" if summary["epochs"] != 1 else "")
+    print(f"trained {summary['model_spec']} for {epochs} in {summary['timings']['train']:.1f} s")
     print(f"test accuracy: float model {summary['float_accuracy']:.3f}, "
           f"{Path(summary['model_path']).name} ({summary['quantization']}) {summary['tflite_accuracy']:.3f}")
     print(f"exported {summary['model_path']} ({summary['model_bytes'] / 1e6:.2f} MB); "
