@@ -138,6 +138,13 @@ class DataLoader:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def check_batch_fits(train_data: DataLoader, batch_size: int) -> None:
+    """Model Maker's rule: an epoch is `size // batch_size` steps, so at least one full batch."""
+    if train_data.size < batch_size:
+        raise DataError(f"{train_data.size} training images are fewer than the batch size "
+                        f"{batch_size}: add images or use a smaller batch size")
+
+
 def load_folder(folder: str | os.PathLike) -> DataLoader:
     """`DataLoader.from_folder` for the command line: the skipped-files warning becomes one
     `trainer: warning:` line on stderr."""

@@ -21,7 +21,7 @@ from device.errors import UserError
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
-from trainer.data import DataLoader
+from trainer.data import DataLoader, check_batch_fits
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
 from trainer.tflite_eval import tflite_scores
@@ -83,7 +83,7 @@ def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_d
         base = replace(base, **NON_HUB_DEFAULTS)
     hparams = replace(base, **{name: value for name, value in given.items() if value is not None})
     if do_train:
-        _check_batch_fits(train_data, hparams.batch_size)
+        check_batch_fits(train_data, hparams.batch_size)
     classifier = ImageClassifier(model_spec, train_data.index_to_label, hparams, shuffle=shuffle,
                                  use_augmentation=use_augmentation, seed=seed)
     if do_train:
@@ -149,7 +149,7 @@ class ImageClassifier:
               steps_per_epoch: int | None = None, cache_features: bool = True):
         """Fit for `hparams.epochs` epochs of `size // batch_size` steps, as Model Maker did."""
         hp = self.hparams
-        _check_batch_fits(train_data, hp.batch_size)
+        check_batch_fits(train_data, hp.batch_size)
         if list(train_data.index_to_label) != self.index_to_label:
             raise TrainingError("the training data's labels differ from the classifier's")
         steps_per_epoch = steps_per_epoch or train_data.size // hp.batch_size
@@ -259,12 +259,6 @@ class ImageClassifier:
         spec = self.model_spec
         return tflite_with_metadata(self.model, self.index_to_label, spec.name, spec.input_size, spec.mean,
                                     spec.std, quantization_config, version)
-
-
-def _check_batch_fits(train_data: DataLoader, batch_size: int) -> None:
-    if train_data.size < batch_size:
-        raise TrainingError(f"{train_data.size} training images are fewer than the batch size "
-                            f"{batch_size}: add images or use a smaller batch size")
 
 
 def _as_formats(export_format) -> tuple[ExportFormat, ...]:

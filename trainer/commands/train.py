@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
-    from trainer.data import load_folder
+    from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
     started = time.perf_counter()
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     train_data, test_data = data.split(fraction, seed=args.seed)
     if test_data.size == 0:
         raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
+    check_batch_fits(train_data, args.batch_size)
 
     from trainer.training_run import train_export_evaluate
 
