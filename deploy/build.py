@@ -26,6 +26,8 @@ else:  # pragma: no cover
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("device", "trainer", "deploy")
 EXTRA = "device"
+INSTALLER = "pip"          # downloaded beside the wheels and run from its wheel: the venv needs no pip of its own
+WHEELHOUSE_FORMAT = 2      # part of the key: bump when the wheelhouse's layout changes
 OLDEST_GLIBC_MINOR = 17  # manylinux2014
 
 
@@ -61,6 +63,11 @@ class Wheelhouse:
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.path.iterdir() if p.is_file())
+
+    @property
+    def installer(self) -> str:
+        """The pip wheel's file name: `python <wheelhouse>/<it>/pip install …` runs pip straight from it."""
+        return next(p.name for p in self.files() if p.name.startswith(f"{INSTALLER}-"))
 
 
 def validate_model(path: Path) -> dict:
@@ -134,7 +141,7 @@ class Builder:
         return sorted(wanted)
 
     def key(self, target: Target) -> str:
-        identity = json.dumps([target.platforms(), target.python, self.requirements(target)])
+        identity = json.dumps([WHEELHOUSE_FORMAT, target.platforms(), target.python, self.requirements(target)])
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def wheelhouse(self, target: Target) -> Wheelhouse:
@@ -148,14 +155,14 @@ class Builder:
         for platform in target.platforms():
             command += ["--platform", platform]
         if self.dry_run:
-            print("$ " + " ".join(command + ["-d", str(path)] + requirements))
+            print("$ " + " ".join(command + ["-d", str(path), INSTALLER] + requirements))
             return Wheelhouse(key, path, tuple(requirements))
         with self._lock(key):
             if not (path / "SHA256SUMS").is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 partial = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=path.parent))
                 try:
-                    _run(command + ["-d", str(partial)] + requirements,
+                    _run(command + ["-d", str(partial), INSTALLER] + requirements,
                          f"downloading wheels for Python {target.python[0]}.{target.python[1]} on {target.machine}")
                     (partial / "requirements.txt").write_text("".join(r + "\n" for r in requirements))
                     write_sums(partial, [p.name for p in partial.iterdir()])

@@ -116,6 +116,8 @@ def _launcher(host: Host, config_name: str | None) -> str:
             "# Starts this release's daemon (written by `fab deploy`; run by systemd or service.py).\n"
             'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P)\n'
             'export PYTHONPATH="$here/lib"\n'
+            "# Under systemd the release is read-only: keep the bytecode Python compiles in the state directory.\n"
+            'if [ -n "$STATE_DIRECTORY" ]; then export PYTHONPYCACHEPREFIX="$STATE_DIRECTORY/pycache"; fi\n'
             f'exec "$here/venv/bin/python" -m device.cli run --model "$here/{MODEL_NAME}"{config} '
             f"{shlex.join(options)}\n")
 

@@ -177,12 +177,14 @@ class HostSteps:
             self.remote.run(f"cd {quote(wheels + '.incoming')} && {check} && cd / && rm -rf {quote(wheels)} && "
                             f"mv -T {quote(wheels + '.incoming')} {quote(wheels)}")
 
-    def build_venv(self, key: str) -> None:
-        """A venv with the wheelhouse's requirements, installed offline; marked complete only at the end."""
+    def build_venv(self, key: str, installer: str) -> None:
+        """A venv with the wheelhouse's requirements, installed offline by the pip wheel in the wheelhouse,
+        without byte-compiling (the daemon compiles what it imports); marked complete only at the end."""
         venv, wheels = self.layout.venv(key), self.layout.wheelhouse(key)
-        create = quote(self.host.python, "-m", "venv", "--system-site-packages", venv)
-        install = quote(f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check",
-                        "--find-links", wheels, "-r", f"{wheels}/requirements.txt")
+        create = quote(self.host.python, "-m", "venv", "--without-pip", "--system-site-packages", venv)
+        install = quote(f"{venv}/bin/python", f"{wheels}/{installer}/pip", "install", "-q", "--no-compile",
+                        "--no-index", "--disable-pip-version-check", "--find-links", wheels,
+                        "-r", f"{wheels}/requirements.txt")
         self.remote.run(f"rm -rf {quote(venv)} && {create} && PIP_CONFIG_FILE=/dev/null {install} && "
                         f"touch {quote(venv + '/.complete')} && rm -rf {quote(wheels)}")
 
@@ -241,23 +243,35 @@ class HostSteps:
         self.remote.run(f"rm -rf {quote(*doomed) if doomed else ''} {leftovers}")
 
 
+class Stages:
+    """Where a host's deploy is, and the seconds each stage took (for the report's detail and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.name, self.started, self.seconds = "connect", time.monotonic(), {}
+
+    def enter(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[self.name] = round(self.seconds.get(self.name, 0.0) + now - self.started, 3)
+        self.name, self.started = name, now
+
+
 def deploy_host(host: Host, options: Options) -> HostResult:
     """Deploy to one host; never raises: every failure becomes the result's stage and one-line reason."""
     result = HostResult(host.name)
     started = time.monotonic()
     steps: HostSteps | None = None
-    where = "connect"
+    stages = Stages()
     switched = False
     say = lambda text: options.say(f"[{host.name}] {text}")  # noqa: E731
     try:
         steps = HostSteps(host, options.open_remote(host))
-        where = "preflight"
+        stages.enter("preflight")
         facts = steps.read_facts()
         result.old = result.new = facts.current
         steps.check_can_run()
         say(f"{facts.os}, {facts.machine}, Python {facts.python[0]}.{facts.python[1]}, "
             f"current release {facts.current or 'none'}")
-        where = "build"
+        stages.enter("build")
         wheel = options.builder.wheel()
         wheelhouse = options.builder.wheelhouse(facts.target)
         version = new_version(options.model_info["sha256"], facts.releases)
@@ -268,39 +282,42 @@ def deploy_host(host: Host, options: Options) -> HostResult:
             return result
         need_venv = wheelhouse.key not in facts.venvs
         wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
-        where = "preflight"
+        stages.enter("preflight")
         steps.check_disk(bundle, sum(p.stat().st_size for p in wheel_files if p.is_file()))
-        where = "upload"
+        stages.enter("upload")
         say(f"uploading {bundle.version}" + (" and the wheelhouse" if need_venv else ""))
         steps.upload(bundle, wheel_files, wheelhouse.key)
-        where = "verify"
+        stages.enter("verify")
         steps.verify(bundle, wheelhouse.key, with_wheelhouse=need_venv)
-        where = "venv"
+        stages.enter("venv")
         if need_venv:
             say("building the venv (first deploy or new requirements)")
-            steps.build_venv(wheelhouse.key)
+            steps.build_venv(wheelhouse.key, "pip-VERSION.whl" if steps.remote.dry_run else wheelhouse.installer)
         steps.finish_release(bundle, wheel.name, wheelhouse.key)
-        where = "switch"
+        stages.enter("switch")
         switched = True
         steps.remote.run(steps.layout.switch(bundle.version))
         result.new = bundle.version
-        where = "restart"
+        stages.enter("restart")
         steps.restart()
-        where = "health"
+        stages.enter("health")
         say("waiting for /healthz")
         steps.wait_healthy(options.health_timeout)
-        where = "prune"
+        stages.enter("prune")
         steps.prune(options.keep, bundle.version, wheelhouse.key)
         result.status = OK
     except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
         result.status, result.reason = FAILED, _reason(error)
-        result.stage = "connect" if isinstance(error, ConnectError) else where
+        result.stage = "connect" if isinstance(error, ConnectError) else stages.name
         if switched:
+            stages.enter("rollback")
             _roll_back(host, options, steps, result)
     finally:
         if steps is not None:
             steps.remote.close()
+        stages.enter("done")
         result.seconds = round(time.monotonic() - started, 2)
+        result.detail = {"stages": stages.seconds}
     return result
 
 

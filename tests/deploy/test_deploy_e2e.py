@@ -18,7 +18,7 @@ from deploy.build import sha256_file
 from deploy.fleet import deploy_fleet
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
-from tests.deploy.conftest import SshLab, SshServer, free_port, make_lab, run_fab
+from tests.deploy.sshlab import SshLab, SshServer, free_port, make_lab, run_fab
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from deploy.errors import ConnectError, HostKeyError
 from deploy.fleet import deploy_fleet
 from deploy.report import FAILED
 from deploy.ssh import Remote, connect
-from tests.deploy.conftest import _keygen, free_port, run_fab
+from tests.deploy.sshlab import keygen, free_port, run_fab
 
 def test_a_trusted_host_runs_commands(lab):
     host = lab.host("pi1", lab.start_server("pi1"))
@@ -48,7 +48,7 @@ def test_accept_new_records_the_key_once_and_a_changed_key_is_still_refused(lab)
 
 def test_unreachable_and_unauthorised_hosts_fail_in_the_report_with_one_line(lab, reference_model, builder):
     stranger = dataclasses.replace(lab.host("pi2", lab.start_server("pi2")),
-                                   identity=_keygen(lab.base / "other-key"))
+                                   identity=keygen(lab.base / "other-key"))
     down = lab.host("pi1", port=free_port())
     results = deploy_fleet([down, stranger], reference_model, builder=builder, quiet=True)
     assert [(r.status, r.stage) for r in results] == [(FAILED, "connect")] * 2
@@ -74,7 +74,7 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
     root = host.root
     for expected in ["[pi1] $ command -v /usr/bin/python3", "pip download", "--platform manylinux_2_36_aarch64",
                      f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "sha256sum --quiet --strict -c",
-                     "-m venv --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
+                     "-m venv --without-pip --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
                      "systemctl restart bloomkit-device.service", "health.py", "OK"]:
         assert expected in out, expected
     assert not Path(root).exists()

@@ -1,0 +1,166 @@
+"""Real OpenSSH servers on loopback ports, each a "host" with its own deploy root: for the deploy tests and
+benchmarks/deploy_speed.py."""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.inventory import DaemonOptions, Host
+
+SSHD = Path("/usr/sbin/sshd")
+PHOTOS_PER_HOST = 4
+SOURCE_FPS = 4  # enough to be healthy, little CPU on a shared 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(path)],
+                   check=True)
+    return path
+
+
+@dataclass
+class SshServer:
+    """One sshd on 127.0.0.1:port; `stop()` kills it and every session it serves."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill_sessions(self) -> int:
+        """Kill the per-connection sshd children (as a dropped network link would), keep the listener."""
+        import psutil
+
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        for child in children:
+            child.kill()
+        return len(children)
+
+
+@dataclass
+class SshLab:
+    """Per-test hosts: client key, known_hosts and photos shared, a fresh sshd and root per host."""
+
+    base: Path
+    identity: Path
+    known_hosts: Path
+    photos: Path
+    servers: list[SshServer] = field(default_factory=list)
+
+    def start_server(self, name: str, *, trusted: bool = True) -> SshServer:
+        directory = self.base / name
+        directory.mkdir(parents=True)
+        host_key = keygen(directory / "ssh_host_ed25519_key")
+        port = free_port()
+        config = directory / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {directory / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.identity}.pub", "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50", "",
+        ]))
+        Path("/run/sshd").mkdir(exist_ok=True)
+        process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
+                                   stderr=open(directory / "sshd.log", "wb"))
+        server = SshServer(port, directory, process)
+        self.servers.append(server)
+        _wait_for_port(port, process)
+        if trusted:
+            public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
+            with open(self.known_hosts, "a") as file:
+                file.write(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+        return server
+
+    def host(self, name: str, server: SshServer | None = None, *, port: int | None = None, **settings) -> Host:
+        """A Host for `server` (or an unused `port`), with its own root and daemon HTTP port."""
+        root = self.base / name / "opt" / "bloomkit"
+        daemon = DaemonOptions(http=f"127.0.0.1:{free_port()}", source=f"folder:{self.photos}",
+                               args=("--source-fps", str(SOURCE_FPS)))
+        return Host(name=name, hostname="127.0.0.1", port=server.port if server else port, user=getpass.getuser(),
+                    identity=self.identity, known_hosts=self.known_hosts, root=str(root),
+                    python="/usr/bin/python3", daemon=daemon, **settings)
+
+    def inventory(self, hosts: list[Host]) -> Path:
+        """The hosts as a fleet.yaml, for the `fab` command line."""
+        import yaml
+
+        def settings(host: Host) -> dict:
+            return {"hostname": host.hostname, "port": host.port, "user": host.user, "identity": str(host.identity),
+                    "known_hosts": str(host.known_hosts), "root": host.root, "python": host.python,
+                    "daemon": {"http": host.daemon.http, "source": host.daemon.source, "args": list(host.daemon.args)}}
+        path = self.base.parent / "fleet.yaml"
+        path.write_text(yaml.safe_dump({"hosts": {h.name: settings(h) for h in hosts}}))
+        return path
+
+    def close(self) -> None:
+        for root in self.base.glob("*/opt/bloomkit"):
+            stop_daemon(root)
+        for server in self.servers:
+            server.stop()
+
+
+def stop_daemon(root: Path) -> None:
+    """Stop a test host's daemon, as the teardown must leave no process behind."""
+    pidfile = root / "run" / "daemon.pid"
+    if pidfile.is_file():
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
+    """The `fab` command line, run in the builder's source snapshot with the builder's cache."""
+    fab = Path(sys.executable).parent / "fab"
+    env = {**os.environ, "BLOOMKIT_CACHE_DIR": str(builder.cache_dir)}
+    return subprocess.run([str(fab), *args], cwd=builder.repo, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd did not listen on {port}")
+
+
+def make_lab(base: Path, client_key: Path, photos: Path) -> SshLab:
+    base.mkdir(parents=True, exist_ok=True)
+    lab = SshLab(base / "hosts", client_key, base / "known_hosts", photos)
+    lab.known_hosts.touch()
+    return lab
+
+
+def snapshot_sources(destination: Path) -> Path:
+    """The sources as they are now: a wheel built from them stays the same while the tree is being edited."""
+    from deploy.build import PACKAGES, REPO
+
+    for name in ("pyproject.toml", "README.md", "fabfile.py", "fabric.yaml"):
+        shutil.copy(REPO / name, destination / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, destination / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return destination
