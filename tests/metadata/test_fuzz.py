@@ -88,4 +88,4 @@ def test_fuzz_quick(seeds):
 
 @pytest.mark.slow
 def test_fuzz_long(seeds):
-    fuzz(seeds, 10000)
+    fuzz(seeds, 5000)
