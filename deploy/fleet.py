@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
@@ -103,21 +104,22 @@ def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, H
     """A job that connects, reads the facts, runs `work`, and turns any failure into the result."""
     def job(host: Host) -> HostResult:
         result = HostResult(host.name)
+        started = time.monotonic()
+        steps = None
         try:
             steps = HostSteps(host, open_remote(host))
-        except Exception as error:  # noqa: BLE001
-            result.stage, result.reason = "connect", str(error) if isinstance(error, DeployError) \
-                else describe_ssh_error(error)
-            return result
-        try:
+            result.stage = "preflight"
             facts = steps.read_facts()
             result.old = result.new = facts.current
+            result.stage = None
             work(steps, result)
-        except Exception as error:  # noqa: BLE001
-            result.status, result.stage = FAILED, result.stage or "host"
+        except Exception as error:  # noqa: BLE001 - one line per host in the report
+            result.status, result.stage = FAILED, "connect" if steps is None else result.stage or "host"
             result.reason = str(error) if isinstance(error, DeployError) else describe_ssh_error(error)
         finally:
-            steps.remote.close()
+            if steps is not None:
+                steps.remote.close()
+            result.seconds = round(time.monotonic() - started, 2)
         return result
     return job
 

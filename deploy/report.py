@@ -28,7 +28,7 @@ def table(results: list[HostResult]) -> str:
     rows = [("HOST", "RELEASE", "TIME", "RESULT")]
     for r in results:
         release = f"{r.old or '-'} → {r.new or '-'}" if r.old != r.new else (r.new or "-")
-        outcome = r.status if r.reason is None else f"{r.status} ({r.stage}: {r.reason})"
+        outcome = r.status if r.reason is None else f"{r.status} ({r.stage + ': ' if r.stage else ''}{r.reason})"
         rows.append((r.host, release, f"{r.seconds:.1f}s", outcome))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]

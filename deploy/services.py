@@ -23,7 +23,8 @@ class PidfileService:
     name = "pidfile"
 
     def _ctl(self, action: str) -> str:
-        return quote(self.python, f"{self.layout.current}/{HOST_SCRIPTS}/service.py", "--root", self.layout.root, action)
+        script = f"{self.layout.current}/{HOST_SCRIPTS}/service.py"
+        return quote(self.python, script, "--root", self.layout.root, action)
 
     def restart(self) -> list[str]:
         return [self._ctl("restart")]
@@ -59,9 +60,10 @@ class SystemdService:
                          "--groups", "video", USER)
         return [
             f"id -u {USER} >/dev/null 2>&1 || " + self._root(add_user),
-            self._root(quote("install", "-m", "0644", f"{self.layout.current}/{SYSTEMD_UNIT}", f"{UNIT_DIR}/{UNIT}")),
+            self._root(quote("install", "-m", "0644", f"{self.layout.current}/{SYSTEMD_UNIT}",
+                             f"{UNIT_DIR}/{UNIT}")),
             self._root(quote("mkdir", "-p", dropin)),
-            f"printf %s {quote(override)} | " + self._root(quote("tee", f"{dropin}/bloomkit-deploy.conf")) + " >/dev/null",
+            f"printf %s {quote(override)} | {self._root(quote('tee', f'{dropin}/bloomkit-deploy.conf'))} >/dev/null",
             self._root("systemctl daemon-reload"),
             self._root(quote("systemctl", "enable", "--quiet", UNIT)),
             self._root(quote("systemctl", "restart", UNIT)),

@@ -211,8 +211,9 @@ class HostSteps:
         bind, _, port = self.host.daemon.http.rpartition(":")
         address = "127.0.0.1" if bind in ("", "0.0.0.0", "::", "[::]", "*") else bind
         current = self.layout.current
-        command = quote(self.host.python, f"{current}/{HOST_SCRIPTS}/health.py", "--url", f"http://{address}:{port}/healthz",
-                        "--manifest", f"{current}/manifest.json", "--timeout", timeout, *self.service.health_args())
+        command = quote(self.host.python, f"{current}/{HOST_SCRIPTS}/health.py",
+                        "--url", f"http://{address}:{port}/healthz", "--manifest", f"{current}/manifest.json",
+                        "--timeout", timeout, *self.service.health_args())
         output = self.remote.run(command + " || true", dry_output='{"healthy": true, "healthz": {}}')
         answer = json.loads(output)
         if not answer["healthy"]:

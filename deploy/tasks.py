@@ -54,10 +54,23 @@ def finish(results: list[HostResult], as_json: bool) -> None:
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={**FLEET_HELP, "model": "the .tflite model to deploy", "canary": "deploy to this host first, alone",
-            "max-failures": "stop when more than this share of hosts failed (default 0.5)",
-            "keep": "releases to keep per host (default 3)", "health-timeout": "seconds to wait for /healthz",
-            "dry-run": "print every command and transfer, touch no host"})
+DEPLOY_HELP = {
+    **FLEET_HELP,
+    "model": "the .tflite model to deploy",
+    "canary": "deploy to this host first, alone",
+    "max-failures": "stop when more than this share of hosts failed (default 0.5)",
+    "keep": "releases to keep per host (default 3)",
+    "health-timeout": "seconds to wait for /healthz (default 60)",
+    "dry-run": "print every command and transfer, touch no host",
+}
+ROLLBACK_HELP = {
+    **FLEET_HELP,
+    "to": "the release to return to (default: the one before the current)",
+    "health-timeout": "seconds to wait for /healthz (default 60)",
+}
+
+
+@task(auto_shortflags=False, help=DEPLOY_HELP)
 @one_line_errors
 def deploy(c, model, inventory=None, group=None, parallel=4, canary=None, max_failures=0.5, keep=3,
            health_timeout=60.0, json_=False, dry_run=False, accept_new_host_keys=False):
@@ -71,8 +84,7 @@ def deploy(c, model, inventory=None, group=None, parallel=4, canary=None, max_fa
     finish(results, json_)
 
 
-@task(auto_shortflags=False, help={**FLEET_HELP, "to": "the release to return to (default: the one before the current)",
-            "health-timeout": "seconds to wait for /healthz"})
+@task(auto_shortflags=False, help=ROLLBACK_HELP)
 @one_line_errors
 def rollback(c, inventory=None, group=None, to=None, parallel=4, health_timeout=60.0, json_=False,
              accept_new_host_keys=False):

@@ -99,8 +99,8 @@ def test_prune_keeps_the_newest_and_current_and_the_venvs_they_use():
 def test_versions_sort_by_time_and_never_collide():
     first = new_version("ab" * 32, [])
     assert first.endswith("-abababab") and new_version("ab" * 32, [first]) == first + ".1"
-    assert Layout("/opt/bloomkit").switch(first) == (
-        f"ln -sfn releases/{first} /opt/bloomkit/.current.new && mv -T /opt/bloomkit/.current.new /opt/bloomkit/current")
+    assert Layout("/opt/bloomkit").switch(first) == (f"ln -sfn releases/{first} /opt/bloomkit/.current.new && "
+                                                     "mv -T /opt/bloomkit/.current.new /opt/bloomkit/current")
 
 
 @pytest.mark.parametrize("change, message", [
