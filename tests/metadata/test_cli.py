@@ -6,6 +6,7 @@ TensorFlow.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -15,36 +16,37 @@ import pytest
 
 from device import cli as device_cli
 from device.metadata import read_model_info
-from device.subcommands import run_cli
 from tests.metadata.conftest import FLOWERS
+from trainer import cli as trainer_cli
 
-# `trainer metadata` through the shared dispatcher, alone, and reporting whether TensorFlow got imported
+# `trainer metadata` in a fresh process, reporting whether TensorFlow got imported
 TRAINER_METADATA = """
 import sys
-from device.subcommands import run_cli
-code = run_cli("trainer", "", "trainer.commands", ["metadata"], sys.argv[1:])
+from trainer.cli import main
+code = main(sys.argv[1:])
 print("tensorflow imported:", "tensorflow" in sys.modules, file=sys.stderr)
 sys.exit(code)
 """
 
 
 @pytest.fixture
-def device(capsys):
-    def run(*arguments) -> subprocess.CompletedProcess:
-        code = device_cli.main(list(map(str, arguments)))
+def cli(capsys):
+    """Run a CLI's `main` in this process, as a CompletedProcess (exit code, stdout, stderr)."""
+    def run(main, *arguments) -> subprocess.CompletedProcess:
+        code = main(list(map(str, arguments)))
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(arguments, code, out, err)
     return run
 
 
 @pytest.fixture
-def trainer_metadata(capsys):
-    """`trainer metadata` alone (the other trainer commands need not exist for it to work)."""
-    def run(*arguments) -> subprocess.CompletedProcess:
-        code = run_cli("trainer", "", "trainer.commands", ["metadata"], ["metadata", *map(str, arguments)])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(arguments, code, out, err)
-    return run
+def device(cli):
+    return functools.partial(cli, device_cli.main)
+
+
+@pytest.fixture
+def trainer_metadata(cli):
+    return functools.partial(cli, trainer_cli.main, "metadata")
 
 
 def test_info_for_people_and_for_scripts(reference_model, device):
