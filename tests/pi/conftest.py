@@ -77,9 +77,10 @@ def arm64_pi(tmp_path_factory) -> Arm64Pi:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(identity)],
                    check=True)
     port = free_port()
-    run_dir = base / "run"
+    # The run's mounts live in the script's own runs directory, not in pytest's tmp (which pytest deletes
+    # later): after a crash, `scripts/arm64-pi stop` cleans up every run.
     state = json.loads(_arm64_pi("start", "--port", str(port), "--authorized-key", f"{identity}.pub",
-                                 "--host-key-dir", str(base / "host-keys"), "--run-dir", str(run_dir), "--json"))
+                                 "--host-key-dir", str(base / "host-keys"), "--json"))
     try:
         key_type, key = Path(state["host_key"]).read_text().split()[:2]
         known_hosts = base / "known_hosts"
@@ -91,4 +92,4 @@ def arm64_pi(tmp_path_factory) -> Arm64Pi:
         os.chown(pi.local(pi.root_dir), PI_UID, PI_UID)
         yield pi
     finally:
-        _arm64_pi("stop", "--run-dir", str(run_dir))
+        _arm64_pi("stop", "--port", str(port))
