@@ -7,9 +7,14 @@ from device.metadata.errors import MetadataError
 
 
 def parse(data: bytes) -> tuple[str, ...]:
-    """Labels from a labels file; blank lines are skipped, as the Task Library and MediaPipe do."""
-    text = data.decode("utf-8-sig")
-    return tuple(line.strip("\r") for line in text.split("\n") if line.strip())
+    """Labels from a labels file, line i naming score i as the Task Library and MediaPipe read them.
+
+    Blank lines at the end are dropped (they shift no index); a blank line inside is a label "".
+    """
+    lines = [line.removesuffix("\r") for line in data.decode("utf-8-sig").split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(lines)
 
 
 def to_bytes(labels: Sequence[str]) -> bytes:

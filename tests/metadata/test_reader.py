@@ -107,3 +107,10 @@ def test_reads_what_tflite_supports_metadata_writer_wrote(bare_model, tflite_sup
     info = read_model_info(out)
     assert (info.name, info.labels, info.mean, info.std) == ("ImageClassifier", FLOWERS, (127.5,), (127.5,))
     assert info.has_metadata and info.min_parser_version == "1.0.0"
+
+
+def test_labels_keep_their_line_numbers(reference_model, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"\xef\xbb\xbfdaisy\r\n\r\nroses\nsunflowers\ntulips\n\n \n")
+    assert read_model_info(reference_model, labels_file=labels).labels == ("daisy", "", "roses", "sunflowers",
+                                                                           "tulips")
