@@ -121,6 +121,8 @@ def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:
             merged[key] = _path(merged[key], base)
     if "port" in merged:
         merged["port"] = int(merged["port"])
+    if not str(merged.get("root", "/")).startswith("/"):
+        raise InventoryError(f"host {name}: root must be an absolute path on the host, not {merged['root']!r}")
     if merged.get("service", "auto") not in SERVICE_MANAGERS:
         raise InventoryError(f"host {name}: service must be one of {', '.join(SERVICE_MANAGERS)}")
     return Host(name=name, daemon=DaemonOptions(**daemon), **merged)

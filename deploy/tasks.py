@@ -31,6 +31,9 @@ def one_line_errors(body):
             return body(*args, **kwargs)
         except UserError as error:
             raise Exit(f"fab: error: {error}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("fab: interrupted: hosts already started were finished or rolled back; "
+                       "see `fab status`", code=130) from None
     return wrapper
 
 

@@ -13,6 +13,8 @@ import time
 
 STOP_TIMEOUT_S = 10
 MAX_LOG_BYTES = 5 * 1024 * 1024
+# In the daemon's command line: the launcher (briefly, until it execs) or `python -m device.cli run`.
+DAEMON_MARKERS = (b"run-daemon", b"device.cli")
 
 
 def paths(root):
@@ -21,22 +23,22 @@ def paths(root):
 
 
 def running_pid(root):
-    """The daemon's pid if it is alive, else None (a stale pidfile is removed)."""
+    """The daemon's pid if it is alive, else None (a stale pidfile is removed). A pid now used by
+    another program, or a zombie, is not the daemon."""
     pidfile = paths(root)["pidfile"]
     try:
         with open(pidfile) as file:
             pid = int(file.read().strip())
-        os.kill(pid, 0)
+        with open("/proc/%d/cmdline" % pid, "rb") as file:
+            command = file.read()
+        with open("/proc/%d/stat" % pid) as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError):
+        command, state = b"", ""
+    if not any(marker in command for marker in DAEMON_MARKERS) or state == "Z":
         if os.path.exists(pidfile):
             os.remove(pidfile)
         return None
-    try:  # a zombie (exited, not yet reaped) is not running
-        with open("/proc/%d/stat" % pid) as file:
-            if file.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-    except OSError:
-        pass
     return pid
 
 
@@ -85,12 +87,13 @@ def main(argv=None):
     parser.add_argument("--root", required=True, help="the deploy root (holds current/, run/, logs/)")
     parser.add_argument("action", choices=("start", "stop", "restart", "status"))
     args = parser.parse_args(argv)
+    root = os.path.abspath(args.root)
     if args.action == "status":
-        return status(args.root)
+        return status(root)
     if args.action in ("stop", "restart"):
-        stop(args.root)
+        stop(root)
     if args.action in ("start", "restart"):
-        start(args.root)
+        start(root)
     return 0
 
 

@@ -57,6 +57,7 @@ def test_groups_select_their_hosts_in_order(tmp_path):
     ("hosts: {a: {daemon: {fps: 3}}}", "host a daemon: unknown setting 'fps'"),
     ("hosts: {a: {daemon: {http: localhost}}}", "HOST:PORT"),
     ("hosts: {a: {service: upstart}}", "service must be one of"),
+    ("hosts: {a: {root: opt/bloomkit}}", "root must be an absolute path"),
     ("hosts: {a: }\ngroups: {g: [a, b]}", "group 'g' names unknown hosts: b"),
     ("hosts: {}", "lists no hosts"),
     ("hosts: [a, b", "not valid YAML"),

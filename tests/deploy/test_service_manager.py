@@ -1,0 +1,71 @@
+"""The pidfile service manager shipped in each release, run as the host runs it (a subprocess, system
+Python), on a release whose launcher is a small long-running program."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SERVICE = Path(__file__).resolve().parents[2] / "deploy" / "host" / "service.py"
+LAUNCHER = '#!/bin/sh\nexec "{python}" -c "import sys, time; print(\'up\', flush=True); time.sleep(60)" device.cli run\n'
+
+
+def service(root: Path, action: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SERVICE), "--root", str(root), action], capture_output=True,
+                          text=True, timeout=30)
+
+
+def status(root: Path) -> dict:
+    return json.loads(service(root, "status").stdout)
+
+
+@pytest.fixture
+def root(tmp_path):
+    release = tmp_path / "releases" / "r1"
+    release.mkdir(parents=True)
+    launcher = release / "run-daemon"
+    launcher.write_text(LAUNCHER.format(python=sys.executable))
+    launcher.chmod(0o755)
+    (tmp_path / "current").symlink_to("releases/r1")
+    yield tmp_path
+    service(tmp_path, "stop")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_start_detaches_restart_replaces_stop_ends_it(root):
+    assert service(root, "status").returncode == 3 and status(root) == {"running": False, "pid": None}
+    assert service(root, "start").returncode == 0
+    first = status(root)["pid"]
+    assert alive(first) and os.getsid(first) == first                 # its own session: survives the ssh one
+    service(root, "start")
+    assert status(root)["pid"] == first                               # start is idempotent
+    service(root, "restart")
+    second = status(root)["pid"]
+    assert second != first and alive(second) and not alive(first)
+    service(root, "stop")
+    assert not alive(second) and not (root / "run" / "daemon.pid").exists()
+    deadline = time.monotonic() + 10
+    while "up" not in (root / "logs" / "daemon.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = (root / "logs" / "daemon.log").read_text()
+    assert log.count("starting ") == 2 and "up" in log
+
+
+def test_a_stale_or_foreign_pid_is_not_the_daemon(root):
+    (root / "run").mkdir()
+    pidfile = root / "run" / "daemon.pid"
+    pidfile.write_text(f"{os.getpid()}\n")                          # alive, but the test runner, not a daemon
+    assert status(root)["running"] is False and not pidfile.exists()
+    service(root, "stop")                                             # and stop must not kill it
+    assert alive(os.getpid())
