@@ -18,11 +18,12 @@ SCRIPT = REPO / "scripts" / "arm64-pi"
 BINFMT_ENTRY = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 BUILD_TIMEOUT_S = 20 * 60
 PI_UID = 1000  # the rootfs's `pi` user
+DEPLOY_ROOT = "/opt/bloomkit"
 
 
 @dataclass(frozen=True)
 class Arm64Pi:
-    """How to reach the running arm64 host, and where its files are seen from this machine."""
+    """How to reach a running arm64 host, and where its files are seen from this machine."""
 
     host: str
     port: int
@@ -31,6 +32,7 @@ class Arm64Pi:
     known_hosts_file: Path
     root_dir: str            # the deploy root on the host, owned by `user`
     filesystem: Path         # the host's / as seen from here (an overlay, thrown away at the end)
+    run_dir: Path            # scripts/arm64-pi's state for this run
 
     def local(self, remote_path: str) -> Path:
         """A path on the host, seen from this machine: for what a Pi would have before any deploy."""
@@ -53,11 +55,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _arm64_pi(*args: str, timeout: float = 120) -> str:
+def arm64_pi_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """scripts/arm64-pi with `args`; a failure fails the test with the script's one-line error."""
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         pytest.fail(f"scripts/arm64-pi {args[0]} failed: {result.stderr.strip()}")
-    return result.stdout
+    return result
+
+
+def start_pi(base: Path) -> Arm64Pi:
+    """Start a run of the (built) rootfs on a free port, with a new client key, host key and known_hosts."""
+    base.mkdir(parents=True, exist_ok=True)
+    identity = base / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(identity)],
+                   check=True)
+    port = free_port()
+    # The run's mounts live in the script's own runs directory, not in pytest's tmp (which pytest deletes
+    # later): after a crash, `scripts/arm64-pi stop` cleans up every run.
+    state = json.loads(arm64_pi_script("start", "--port", str(port), "--authorized-key", f"{identity}.pub",
+                                       "--host-key-dir", str(base / "host-keys"), "--json").stdout)
+    key_type, key = Path(state["host_key"]).read_text().split()[:2]
+    known_hosts = base / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
+    return Arm64Pi(host="127.0.0.1", port=port, user="pi", identity_file=identity, known_hosts_file=known_hosts,
+                   root_dir=DEPLOY_ROOT, filesystem=Path(state["root"]), run_dir=Path(state["run_dir"]))
 
 
 @pytest.fixture(scope="session")
@@ -71,25 +92,12 @@ def arm64_pi(tmp_path_factory) -> Arm64Pi:
             "no binfmt support for aarch64: apt-get install binfmt-support")
     require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
             "OpenSSH client not installed: apt-get install openssh-client")
-    _arm64_pi("build", timeout=BUILD_TIMEOUT_S)
-    base = tmp_path_factory.mktemp("arm64-pi")
-    identity = base / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(identity)],
-                   check=True)
-    port = free_port()
-    # The run's mounts live in the script's own runs directory, not in pytest's tmp (which pytest deletes
-    # later): after a crash, `scripts/arm64-pi stop` cleans up every run.
-    state = json.loads(_arm64_pi("start", "--port", str(port), "--authorized-key", f"{identity}.pub",
-                                 "--host-key-dir", str(base / "host-keys"), "--json"))
+    arm64_pi_script("build", timeout=BUILD_TIMEOUT_S)
+    pi = start_pi(tmp_path_factory.mktemp("arm64-pi"))
     try:
-        key_type, key = Path(state["host_key"]).read_text().split()[:2]
-        known_hosts = base / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
-        pi = Arm64Pi(host="127.0.0.1", port=port, user="pi", identity_file=identity, known_hosts_file=known_hosts,
-                     root_dir="/opt/bloomkit", filesystem=Path(state["root"]))
         # What the Pi's owner does once: `sudo install -d -o pi /opt/bloomkit`.
         pi.local(pi.root_dir).mkdir(parents=True)
         os.chown(pi.local(pi.root_dir), PI_UID, PI_UID)
         yield pi
     finally:
-        _arm64_pi("stop", "--port", str(port))
+        arm64_pi_script("stop", "--run-dir", str(pi.run_dir))

@@ -31,18 +31,6 @@ SCORE_TOLERANCE = 0.1
 CLEAR_MARGIN = 0.3               # photos whose top label leads by this much keep it on either machine
 
 
-def test_the_host_looks_like_a_64_bit_pi_os(arm64_pi):
-    script = ("import getpass, json, os, platform, socket, sys, venv, ensurepip; print(json.dumps({"
-              "'uname': os.uname().machine, 'machine': platform.machine(), 'python': sys.version_info[:2], "
-              "'libc': platform.libc_ver(), 'user': getpass.getuser(), 'hostname': socket.gethostname(), "
-              "'systemd': os.path.isdir('/run/systemd/system'), 'model': open('/proc/cpuinfo').read().rpartition(': ')[2].strip()}))")
-    facts = json.loads(arm64_pi.ssh(f'python3 -c "{script}"'))
-    assert facts == {"uname": "aarch64", "machine": "aarch64", "python": [3, 11], "libc": ["glibc", "2.36"],
-                     "user": "pi", "hostname": "raspberrypi",
-                     # No systemd as PID 1: `fab deploy` must pick its pidfile service manager here.
-                     "systemd": False, "model": "Raspberry Pi 4 Model B Rev 1.5"}
-
-
 def _pick_photos(flowers_dir: Path, reference_model: Path) -> dict[str, tuple[str, float]]:
     """One photo per class that the model gets clearly right on this machine, with its top label and score."""
     from device.classifier import Classifier
