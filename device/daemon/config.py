@@ -90,8 +90,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     parser.add_argument("--top-k", type=int, metavar="K", help="labels per result (default 3)")
     parser.add_argument("--threshold", type=float, metavar="SCORE", help="leave out labels scoring below this")
-    parser.add_argument("--allow", nargs="+", metavar="LABEL", help="only these labels")
-    parser.add_argument("--deny", nargs="+", metavar="LABEL", help="never these labels")
+    parser.add_argument("--allow", action="append", metavar="LABELS", help="only these labels (comma-separated)")
+    parser.add_argument("--deny", action="append", metavar="LABELS", help="never these labels (comma-separated)")
     parser.add_argument("--smooth", type=int, metavar="N", help="average the scores of the last N frames")
     parser.add_argument("--ema", type=float, metavar="ALPHA", help="exponential moving average of the scores")
     parser.add_argument("--jsonl", metavar="PATH", help="write results as JSON Lines to PATH (- for stdout)")
@@ -111,9 +111,10 @@ def resolve(args: argparse.Namespace) -> Settings:
     values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
     if "model" not in values:
         raise ConfigError("no model: give --model FILE (or `model` in the config file)")
-    for name in ("allow", "deny"):
+    for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated, or both
         if name in values:
-            values[name] = tuple(values[name])
+            labels = (label.strip() for text in values[name] for label in text.split(","))
+            values[name] = tuple(label for label in labels if label)
     return Settings(**values)
 
 
@@ -134,12 +135,12 @@ def _from_file(path: Path) -> dict[str, Any]:
         if name not in known or name == "config":
             raise ConfigError(f"config {path}: unknown option {key!r}")
         flag = known[name].option_strings[0]
-        if isinstance(known[name], argparse._StoreTrueAction):
+        if known[name].nargs == 0:  # an on/off flag
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")
             argv += [flag] if value else []
         elif isinstance(value, list):
-            argv += [flag, *map(str, value)]
+            argv += [f"{flag}={item}" for item in value]
         else:
             argv += [f"{flag}={value}"]
     try:

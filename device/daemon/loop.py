@@ -9,14 +9,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from device.daemon.capture import Capture, LatestFrame
 from device.daemon.config import Settings
 from device.daemon.models import ModelWatcher
 from device.daemon.outputs import ChangeEvents, JsonLines, result_record
 from device.daemon.smoothing import Smoother, make_smoother
-from device.daemon.sources import FrameSource
+from device.daemon.sources import Frame, FrameSource
 from device.daemon.stats import LatencyHistogram, RollingRate
 from device.errors import UserError
 
@@ -68,7 +66,7 @@ class Daemon:
             if frame is None:
                 self._check_frame_gap()
                 continue
-            self._classify(frame.image)
+            self._classify(frame)
 
     def close(self) -> None:
         """Stop capturing (so the source can be released) and flush the outputs."""
@@ -77,10 +75,10 @@ class Daemon:
         if self._jsonl:
             self._jsonl.close()
 
-    def _classify(self, image: np.ndarray) -> None:
+    def _classify(self, frame: Frame) -> None:
         classifier = self.models.classifier
         began = time.perf_counter()
-        scores = classifier.scores(image)
+        scores = classifier.scores(frame.image)
         latency = time.perf_counter() - began
         categories = classifier.top(self._smoother.update(scores))
         counters = self.counters
@@ -88,7 +86,7 @@ class Daemon:
         counters.latency.observe(latency)
         counters.rate.tick()
         record = result_record(counters.inferences, categories, counters.rate.per_second(), latency,
-                               classifier.info.name)
+                               time.monotonic() - frame.captured, classifier.info.name)
         self._latest = record
         if self._changes:
             record = self._changes.event(record)

@@ -21,11 +21,10 @@ def render(daemon: Daemon) -> str:
     metric("bloomkit_frames_dropped_total", "counter", "Frames replaced by a newer one before inference took them.",
            [("", daemon.frames.dropped)])
     metric("bloomkit_inferences_total", "counter", "Frames classified.", [("", counters.inferences)])
-    latency = counters.latency
+    buckets, count, total_s = counters.latency.snapshot()
     metric("bloomkit_inference_latency_seconds", "histogram", "Time to classify one frame.",
-           [(f'_bucket{{le="{le}"}}', count) for le, count in latency.cumulative()])
-    lines.append(f"bloomkit_inference_latency_seconds_sum {_number(latency.total_s)}")
-    lines.append(f"bloomkit_inference_latency_seconds_count {latency.count}")
+           [(f'_bucket{{le="{le}"}}', observed) for le, observed in buckets]
+           + [("_sum", total_s), ("_count", count)])
     metric("bloomkit_inferences_per_second", "gauge", "Inference rate over the last seconds.",
            [("", counters.rate.per_second())])
     metric("bloomkit_frame_age_seconds", "gauge", "Seconds since the newest frame (NaN before the first).",

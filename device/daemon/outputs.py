@@ -12,14 +12,20 @@ if TYPE_CHECKING:
     from device.classifier import Category
 
 
-def result_record(frame: int, categories: Sequence[Category], fps: float, latency_s: float, model: str) -> dict:
-    """One classified frame as a JSON-ready dict (also what /api/latest serves)."""
+def result_record(frame: int, categories: Sequence[Category], fps: float, latency_s: float, age_s: float,
+                  model: str | None) -> dict:
+    """One classified frame as a JSON-ready dict (also what /api/latest serves).
+
+    `latency_ms` is the inference alone; `age_ms` runs from the frame's capture to its result, and
+    stays small however slow inference is, because only the newest frame is classified.
+    """
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "frame": frame,
         "top": [{"label": c.label, "score": round(float(c.score), 4), "index": c.index} for c in categories],
         "fps": round(fps, 2),
         "latency_ms": round(latency_s * 1000.0, 2),
+        "age_ms": round(age_s * 1000.0, 2),
         "model": model,
     }
 

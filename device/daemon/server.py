@@ -94,7 +94,7 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/api/latest":
                 health = server.daemon.health()
                 waiting = {"timestamp": None, "frame": 0, "top": [], "fps": 0.0, "latency_ms": None,
-                           "model": health["model"]["name"]}
+                           "age_ms": None, "model": health["model"]["name"]}
                 self._send_json(HTTPStatus.OK, {**(server.daemon.latest() or waiting), "status": health["status"],
                                                 "reason": health["reason"], "sha256": health["model"]["sha256"]})
             elif path == "/healthz":

@@ -81,7 +81,8 @@ def open_source(spec: str | None, input_size: tuple[int, int], fps: float = 0.0,
         return OpenCVSource(spec, spec)
     path = Path(spec)
     if not path.is_file():
-        raise SourceError(f"source {spec}: no such video file (sources: picamera2, opencv:N, a video, a URL, folder:DIR)")
+        raise SourceError(f"source {spec}: no such video file "
+                          "(sources: picamera2, opencv:N, a video, a URL, folder:DIR)")
     return OpenCVSource(spec, str(path), retry=False, fps=fps, loop=loop)
 
 
@@ -106,7 +107,8 @@ class Picamera2Source:
             raise SourceError("source picamera2: the picamera2 package is not installed "
                               "(apt install python3-picamera2, or use --source opencv:0)") from None
         if camera_num >= len(Picamera2.global_camera_info()):
-            raise SourceError(f"source {self.name}: no Pi camera found (check the ribbon cable and `rpicam-hello --list-cameras`)")
+            raise SourceError(f"source {self.name}: no Pi camera found "
+                              "(check the ribbon cable and `rpicam-hello --list-cameras`)")
         height, width = input_size
         lores = (min(_even(width), VIEW_SIZE[0]), min(_even(height), VIEW_SIZE[1]))
         try:
@@ -164,7 +166,8 @@ class OpenCVSource:
         self._capture = self._open()
         if not self._capture.isOpened():
             self._capture.release()
-            raise SourceError(f"source {name}: no camera there" if isinstance(target, int) else f"source {name}: cannot open it")
+            problem = "no camera there" if isinstance(target, int) else "cannot open it"
+            raise SourceError(f"source {name}: {problem}")
         self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         # A video file is read faster than real time unless paced at its own rate, as a camera would be.
         own_fps = self._capture.get(cv2.CAP_PROP_FPS) if not retry else 0.0

@@ -34,24 +34,28 @@ class RollingRate:
 
 
 class LatencyHistogram:
-    """A Prometheus-style cumulative histogram of inference latencies, in seconds."""
+    """A Prometheus-style cumulative histogram of inference latencies, in seconds (thread-safe)."""
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
         self.buckets = buckets
         self._counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self.count = 0
-        self.total_s = 0.0
+        self._count = 0
+        self._total_s = 0.0
+        self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
-        self._counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.count += 1
-        self.total_s += seconds
+        with self._lock:
+            self._counts[bisect.bisect_left(self.buckets, seconds)] += 1
+            self._count += 1
+            self._total_s += seconds
 
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(le, count of observations ≤ le) for every bucket, ending with +Inf."""
+    def snapshot(self) -> tuple[list[tuple[str, int]], int, float]:
+        """(the (le, count of observations ≤ le) rows ending with +Inf, count, sum), all of one moment."""
+        with self._lock:
+            counts, count, total_s = list(self._counts), self._count, self._total_s
         bounds = [repr(bound) for bound in self.buckets] + ["+Inf"]
         running, rows = 0, []
-        for bound, count in zip(bounds, self._counts):
-            running += count
+        for bound, bucket in zip(bounds, counts):
+            running += bucket
             rows.append((bound, running))
-        return rows
+        return rows, count, total_s

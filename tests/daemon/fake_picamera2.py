@@ -70,7 +70,8 @@ class Picamera2:
                                      colour_space=ColorSpace.Sycc(), buffer_count=4, controls={}, display="main",
                                      encode="main", queue=True, sensor={}, use_case="preview") -> dict:
         main = _stream({"format": "XBGR8888", "size": (640, 480), "preserve_ar": True}, main)
-        lores = None if lores is None else _stream({"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores)
+        if lores is not None:
+            lores = _stream({"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores)
         raw = None if raw is None else {"format": "SRGGB10_CSI2P", "size": main["size"], **raw}
         controls = {"NoiseReductionMode": 3, "FrameDurationLimits": (100, 83333)} | controls
         return {"use_case": use_case, "transform": transform, "colour_space": colour_space,
@@ -85,7 +86,8 @@ class Picamera2:
                 raise RuntimeError(f"{key!r} key expected in camera configuration")
         lores = camera_config["lores"]
         if lores is not None:
-            if lores["size"][0] > camera_config["main"]["size"][0] or lores["size"][1] > camera_config["main"]["size"][1]:
+            (lores_width, lores_height), (main_width, main_height) = lores["size"], camera_config["main"]["size"]
+            if lores_width > main_width or lores_height > main_height:
                 raise RuntimeError("lores stream dimensions may not exceed main stream")
             if lores["format"] not in ("YUV420", "YVU420"):
                 raise RuntimeError("lores stream must be YUV")  # the Pi 4's (VC4) rule

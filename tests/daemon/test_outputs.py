@@ -8,19 +8,20 @@ from device.daemon.outputs import ChangeEvents, JsonLines, result_record
 
 
 def record(*labels: str) -> dict:
-    return result_record(1, [Category(i, label, 0.5) for i, label in enumerate(labels)], 9.5, 0.0123, "flowers")
+    return result_record(1, [Category(i, label, 0.5) for i, label in enumerate(labels)], 9.5, 0.0123, 0.02, "flowers")
 
 
 def test_a_result_record_has_the_time_top_k_fps_and_latency():
     result = record("roses", "tulips")
     assert result["timestamp"].endswith("Z")
     assert [c["label"] for c in result["top"]] == ["roses", "tulips"]
-    assert (result["fps"], result["latency_ms"], result["model"]) == (9.5, 12.3, "flowers")
+    assert (result["fps"], result["latency_ms"], result["age_ms"], result["model"]) == (9.5, 12.3, 20.0, "flowers")
 
 
 def test_change_events_fire_only_when_the_top_label_changes():
     events = ChangeEvents()
-    stream = [record("roses", "tulips"), record("roses", "daisy"), record("tulips"), record(), record(), record("tulips")]
+    stream = [record("roses", "tulips"), record("roses", "daisy"), record("tulips"),
+              record(), record(), record("tulips")]
     fired = [events.event(result) for result in stream]
     assert [(e["previous"], e["label"]) if e else None for e in fired] == [
         (None, "roses"), None, ("roses", "tulips"), ("tulips", None), None, (None, "tulips")]
