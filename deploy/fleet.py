@@ -3,6 +3,7 @@ many hosts fail. Also the three jobs: deploy, rollback and status, as Python fun
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -90,13 +91,14 @@ def deploy_fleet(hosts: list[Host], model: Path, *, builder: Builder | None = No
     model = Path(model)
     if keep < 1:
         raise DeployError("--keep must be at least 1 (the current release)")
-    options = Options(model=model, model_info=validate_model(model),
-                      builder=builder or Builder(dry_run=dry_run), keep=keep, health_timeout=health_timeout,
-                      open_remote=remote_opener(dry_run=dry_run, accept_new_host_keys=accept_new_host_keys,
-                                                config=config),
-                      say=progress(quiet))
-    return run_fleet(hosts, lambda host: deploy_host(host, options), parallel=parallel, canary=canary,
-                     max_failures=max_failures)
+    model_info = validate_model(model)
+    opener = remote_opener(dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=config)
+    with tempfile.TemporaryDirectory(prefix="bloomkit-deploy-") as staging:
+        options = Options(model=model, model_info=model_info, builder=builder or Builder(dry_run=dry_run),
+                          open_remote=opener, staging=Path(staging), keep=keep, health_timeout=health_timeout,
+                          say=progress(quiet))
+        return run_fleet(hosts, lambda host: deploy_host(host, options), parallel=parallel, canary=canary,
+                         max_failures=max_failures)
 
 
 def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, HostResult], None]

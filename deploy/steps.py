@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -106,10 +105,10 @@ class Options:
     model_info: dict
     builder: Builder
     open_remote: Callable[[Host], Remote]
+    staging: Path                                  # where each host's release is laid out before upload
     keep: int = 3
     health_timeout: float = 60.0
     say: Callable[[str], None] = print
-    staging: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bloomkit-deploy-")))
 
 
 class HostSteps:
