@@ -34,7 +34,8 @@ def test_requirements_follow_the_targets_python(tmp_path):
 
 
 def test_a_python_newer_than_the_wheels_is_refused_naming_the_missing_wheel(tmp_path):
-    with pytest.raises(DeployError, match=r"Python 3.99 on aarch64 failed: no wheel of \S+ for this platform") as caught:
+    missing = r"Python 3.99 on aarch64 failed: no wheel of \S+ for this platform"
+    with pytest.raises(DeployError, match=missing) as caught:
         Builder(tmp_path).wheelhouse(Target("aarch64", (3, 99), (2, 36)))
     assert caught.value.stage == "build"
     assert not list((tmp_path / "wheelhouses").iterdir())     # nothing half-built left in the cache

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 SERVICE = Path(__file__).resolve().parents[2] / "deploy" / "host" / "service.py"
-LAUNCHER = '#!/bin/sh\nexec "{python}" -c "import sys, time; print(\'up\', flush=True); time.sleep(60)" device.cli run\n'
+# Like the real launcher: execs a long-running Python whose command line names device.cli.
+LAUNCHER = '#!/bin/sh\nexec "{python}" -c "import time; print(\'up\', flush=True); time.sleep(60)" device.cli run\n'
 
 
 def service(root: Path, action: str) -> subprocess.CompletedProcess:

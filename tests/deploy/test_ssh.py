@@ -10,6 +10,7 @@ import pytest
 from deploy.errors import ConnectError, HostKeyError
 from deploy.fleet import deploy_fleet
 from deploy.report import FAILED
+from deploy.inventory import Host
 from deploy.ssh import Remote, connect
 from tests.deploy.sshlab import keygen, free_port, run_fab
 
@@ -83,3 +84,18 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
 def test_bad_input_is_one_line(lab, tmp_path, builder):
     done = run_fab(builder, "deploy", "--model", str(tmp_path / "missing.tflite"), "-H", "pi@nowhere.invalid")
     assert done.returncode == 1 and done.stderr.strip() == f"fab: error: model not found: {tmp_path}/missing.tflite"
+
+
+def test_ssh_settings_come_from_ssh_config_as_fabric_reads_them(lab, tmp_path):
+    from fabric import Config
+
+    server = lab.start_server("pi1")
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(f"Host greenhouse-7\n  HostName 127.0.0.1\n  Port {server.port}\n"
+                          f"  User {lab.host('pi1', server).user}\n  IdentityFile {lab.identity}\n"
+                          f"  UserKnownHostsFile {lab.known_hosts}\n")
+    remote = Remote("greenhouse-7", connect(Host(name="greenhouse-7"), config=Config(runtime_ssh_path=str(ssh_config))))
+    try:
+        assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(server.port)
+    finally:
+        remote.close()
