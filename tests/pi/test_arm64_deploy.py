@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,19 @@ SOURCE_FPS = 0.5
 # 1/256 over the network's layers. A broken runtime is far off (qemu's default CPU gives wrong labels).
 SCORE_TOLERANCE = 0.1
 CLEAR_MARGIN = 0.3               # photos whose top label leads by this much keep it on either machine
+
+
+@pytest.fixture
+def pi(arm64_pi):
+    """The session's arm64 host, with the daemon a test deployed stopped after it: under qemu it would keep
+    a core busy for the rest of the session."""
+    yield arm64_pi
+    pidfile = arm64_pi.local(f"{arm64_pi.root_dir}/run/daemon.pid")
+    if pidfile.is_file():
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def _pick_photos(flowers_dir: Path, reference_model: Path) -> dict[str, tuple[str, float]]:
@@ -67,10 +81,10 @@ def _samples(url: str, wanted: int, timeout: float) -> list[dict]:
     return list(results.values())
 
 
-def test_fab_deploy_runs_the_model_under_qemu(arm64_pi, reference_model, flowers_dir, tmp_path):
+def test_fab_deploy_runs_the_model_under_qemu(pi, reference_model, flowers_dir, tmp_path):
     expected = _pick_photos(flowers_dir, reference_model)
     assert len(expected) >= 3, "the reference model should get at least three classes right"
-    photos = arm64_pi.local(PHOTOS)
+    photos = pi.local(PHOTOS)
     photos.mkdir(parents=True)
     for name in expected:
         shutil.copy(next(flowers_dir.glob(f"*/{name}")), photos / name)
@@ -80,10 +94,10 @@ def test_fab_deploy_runs_the_model_under_qemu(arm64_pi, reference_model, flowers
     http_port = free_port()  # the chroot shares this machine's network: the daemon's port is on our loopback
     inventory = tmp_path / "fleet.yaml"
     inventory.write_text(json.dumps({"hosts": {"arm64-pi": {
-        "hostname": arm64_pi.host, "port": arm64_pi.port, "user": arm64_pi.user,
-        "identity": str(arm64_pi.identity_file), "known_hosts": str(arm64_pi.known_hosts_file),
-        "root": arm64_pi.root_dir, "daemon": {"http": f"127.0.0.1:{http_port}", "source": f"folder:{PHOTOS}",
-                                              "args": ["--source-fps", str(SOURCE_FPS)]},
+        "hostname": pi.host, "port": pi.port, "user": pi.user,
+        "identity": str(pi.identity_file), "known_hosts": str(pi.known_hosts_file),
+        "root": pi.root_dir, "daemon": {"http": f"127.0.0.1:{http_port}", "source": f"folder:{PHOTOS}",
+                                        "args": ["--source-fps", str(SOURCE_FPS)]},
     }}}))  # JSON is YAML
     started = time.monotonic()
     deploy = subprocess.run(
@@ -103,7 +117,7 @@ def test_fab_deploy_runs_the_model_under_qemu(arm64_pi, reference_model, flowers
     assert health["frames"] > 0
 
     # The daemon is an aarch64 Python: on this machine its process is qemu running it.
-    pid = int(arm64_pi.local(f"{arm64_pi.root_dir}/run/daemon.pid").read_text())
+    pid = int(pi.local(f"{pi.root_dir}/run/daemon.pid").read_text())
     assert Path(os.readlink(f"/proc/{pid}/exe")).name.startswith("qemu-aarch64")
 
     samples = _samples(f"http://127.0.0.1:{http_port}/api/latest", wanted=len(expected), timeout=60)
