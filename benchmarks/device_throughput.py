@@ -59,14 +59,15 @@ def main() -> None:
     if not args.no_legacy:
         contenders["device classify, tflite-runtime"] = legacy_python()
     runs: dict[str, list[dict]] = {name: [] for name in [*contenders, "machine limit"]}
-    for round in range(args.rounds):
-        print(f"round {round + 1}/{args.rounds}", file=sys.stderr)
+    for number in range(1, args.rounds + 1):
         for name, python in contenders.items():
             if name.startswith("Task Library"):
                 runs[name].append(task_library(python, args.model, args.threads, photos))
             else:
                 runs[name].append(device_classify(python, args.model, args.threads, args.images, len(photos)))
+            print(f"round {number}/{args.rounds}: {name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
         runs["machine limit"].append(machine_limit(args.model, photos))
+        print(f"round {number}/{args.rounds}: machine limit: {json.dumps(runs['machine limit'][-1])}", file=sys.stderr)
 
     results = {name: {key: round(statistics.median(run[key] for run in rounds), 2) for key in rounds[0]}
                for name, rounds in runs.items()}

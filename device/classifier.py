@@ -80,7 +80,8 @@ class Classifier:
         return tensor[np.newaxis]
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Run the interpreter on a prepared input: one float32 score in [0, 1] per label."""
+        """Run the interpreter on a prepared input: one float32 score per label, quantized outputs
+        dequantized into [0, 1], float outputs as the model gives them (its softmax)."""
         with self._lock:
             self._interpreter.set_tensor(self._input_index, tensor)
             self._interpreter.invoke()
