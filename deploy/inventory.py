@@ -47,15 +47,27 @@ class Host:
 class Inventory:
     hosts: dict[str, Host]
     groups: dict[str, tuple[str, ...]]
+    defaults: Mapping = field(default_factory=dict)
+    base: Path = Path(".")
 
     def select(self, group: str | None = None) -> list[Host]:
         """All hosts, or the hosts of one group, in inventory order."""
+        if not self.hosts:
+            raise InventoryError("the inventory lists no hosts")
         if group is None:
             return list(self.hosts.values())
         if group not in self.groups:
             known = ", ".join(sorted(self.groups)) or "none"
             raise InventoryError(f"no group {group!r} in the inventory (groups: {known})")
         return [self.hosts[name] for name in self.groups[group]]
+
+    def host(self, name: str, **ssh: Any) -> Host:
+        """The listed host `name`, else one with the inventory's defaults and the given SSH settings
+        (for Fabric's -H)."""
+        if name in self.hosts:
+            return self.hosts[name]
+        given = {key: value for key, value in ssh.items() if value is not None}
+        return _host(name, self.defaults, {"hostname": name, **given}, self.base)
 
 
 _HOST_KEYS = {f.name for f in dataclasses.fields(Host)} - {"name"}
@@ -77,8 +89,6 @@ def load_inventory(path: str | Path) -> Inventory:
     _expect_mapping(defaults, "defaults")
     hosts_data = data.get("hosts") or {}
     _expect_mapping(hosts_data, "hosts")
-    if not hosts_data:
-        raise InventoryError(f"{path} lists no hosts")
     hosts = {}
     for name, settings in hosts_data.items():
         settings = settings or {}
@@ -92,16 +102,7 @@ def load_inventory(path: str | Path) -> Inventory:
         if unknown:
             raise InventoryError(f"group {group!r} names unknown hosts: {', '.join(map(str, unknown))}")
         groups[str(group)] = tuple(members)
-    return Inventory(hosts, groups)
-
-
-def parse_host_string(text: str, **settings: Any) -> Host:
-    """`[user@]host[:port]`, as Fabric's `-H` takes it."""
-    user, _, rest = text.rpartition("@")
-    hostname, _, port = rest.partition(":")
-    if not hostname or (port and not port.isdigit()):
-        raise InventoryError(f"bad host {text!r}: expected [user@]host[:port]")
-    return Host(name=hostname, hostname=hostname, user=user or None, port=int(port) if port else None, **settings)
+    return Inventory(hosts, groups, defaults, path.parent)
 
 
 def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:

@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 
 from device.errors import UserError
 from deploy.errors import InventoryError
-from deploy.inventory import Host, load_inventory, parse_host_string
+from deploy.inventory import Host, Inventory, load_inventory
 from deploy.report import HostResult, table, to_json
 
 DEFAULT_INVENTORY = Path("fleet.yaml")
@@ -38,15 +38,16 @@ def one_line_errors(body):
 
 
 def select_hosts(c, inventory: str | None, group: str | None) -> list[Host]:
-    """The host Fabric's -H gave (with its inventory settings when it is listed there), else the inventory's."""
+    """The host Fabric's -H gave (its inventory entry if listed, else the inventory's defaults), else the
+    inventory's hosts."""
     path = Path(inventory) if inventory else DEFAULT_INVENTORY
-    loaded = load_inventory(path) if inventory or path.is_file() else None
+    loaded = load_inventory(path) if inventory or path.is_file() else Inventory({}, {})
     if isinstance(c, Connection):
-        listed = loaded.hosts.get(c.original_host) if loaded else None
-        if listed is not None:
-            return [listed]
-        return [parse_host_string(c.original_host) if c.original_host else Host(name=c.host)]
-    if loaded is None:
+        # Fabric filled in its defaults (local user, port 22): pass on only what -H or ssh_config changed.
+        explicit = {"user": c.user if c.user != c.config.user else None,
+                    "port": c.port if c.port != c.config.port else None}
+        return [loaded.host(c.original_host, **explicit)]
+    if not loaded.hosts:
         raise InventoryError(f"no hosts: give -H user@host or an inventory (--inventory, or {DEFAULT_INVENTORY})")
     return loaded.select(group)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import InventoryError
-from deploy.inventory import load_inventory, parse_host_string
+from deploy.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,6 @@ def test_groups_select_their_hosts_in_order(tmp_path):
     ("hosts: {a: {service: upstart}}", "service must be one of"),
     ("hosts: {a: {root: opt/bloomkit}}", "root must be an absolute path"),
     ("hosts: {a: }\ngroups: {g: [a, b]}", "group 'g' names unknown hosts: b"),
-    ("hosts: {}", "lists no hosts"),
     ("hosts: [a, b", "not valid YAML"),
     ("hosts: [a, b]", "hosts must be a mapping"),
 ])
@@ -74,14 +73,21 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_inventory(tmp_path / "nope.yaml")
 
 
-def test_host_strings_as_fabric_takes_them():
-    host = parse_host_string("pi@greenhouse-1:2222")
-    assert (host.name, host.user, host.port) == ("greenhouse-1", "pi", 2222)
-    assert parse_host_string("10.0.0.5").user is None
-    with pytest.raises(InventoryError):
-        parse_host_string("pi@host:ssh")
+def test_a_host_given_with_fabrics_h_takes_its_entry_or_the_defaults(tmp_path):
+    inventory = load_inventory(write(tmp_path, FLEET))
+    assert inventory.host("greenhouse-1", user="root", port=22) == inventory.hosts["greenhouse-1"]
+    adhoc = inventory.host("10.0.0.5", user="ops", port=2200)
+    assert (adhoc.hostname, adhoc.user, adhoc.port, adhoc.daemon.source) == ("10.0.0.5", "ops", 2200, "picamera2")
+    assert adhoc.known_hosts == tmp_path / "keys" / "known_hosts"
 
 
 def test_the_example_inventory_loads():
     inventory = load_inventory(REPO / "fleet.example.yaml")
     assert inventory.select() and inventory.groups
+
+
+def test_an_inventory_of_defaults_only_serves_h_but_selects_nothing(tmp_path):
+    inventory = load_inventory(write(tmp_path, "defaults: {user: pi}"))
+    assert inventory.host("pi5").user == "pi"
+    with pytest.raises(InventoryError, match="lists no hosts"):
+        inventory.select()

@@ -99,3 +99,14 @@ def test_ssh_settings_come_from_ssh_config_as_fabric_reads_them(lab, tmp_path):
         assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(server.port)
     finally:
         remote.close()
+
+
+def test_fabs_h_reaches_the_host_with_the_inventorys_defaults(lab, builder, tmp_path):
+    server = lab.start_server("pi1")
+    user = lab.host("pi1", server).user
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"defaults: {{identity: {lab.identity}, known_hosts: {lab.known_hosts}, "
+                         f"root: {tmp_path / 'root'}}}\n")
+    done = run_fab(builder, "-H", f"{user}@127.0.0.1:{server.port}", "status", "--inventory", str(inventory))
+    assert done.returncode == 1                                     # reached and asked: nothing deployed yet
+    assert "127.0.0.1" in done.stdout and "FAILED (health: nothing deployed)" in done.stdout, done.stdout
