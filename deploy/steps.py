@@ -219,6 +219,13 @@ class HostSteps:
             raise DeployError(answer["reason"] + self._last_log_line())
         return answer["healthz"]
 
+    def is_healthy(self) -> bool:
+        try:
+            self.wait_healthy(0)
+        except DeployError:
+            return False
+        return True
+
     def _last_log_line(self) -> str:
         try:
             lines = self.remote.run(self.service.logs(20) + " 2>/dev/null || true").strip().splitlines()
@@ -278,7 +285,14 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         bundle = stage(host, options.model, options.model_info, wheel, wheelhouse,
                        options.staging / host.name / version, version)
         if bundle.identity == facts.identity:
-            result.status = SKIPPED
+            stages.enter("health")
+            if steps.is_healthy():
+                result.status = SKIPPED
+                return result
+            say("already current but not healthy: restarting")
+            steps.restart()
+            steps.wait_healthy(options.health_timeout)
+            result.status, result.reason = OK, "was current but not healthy: restarted"
             return result
         need_venv = wheelhouse.key not in facts.venvs
         wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()

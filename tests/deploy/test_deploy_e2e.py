@@ -18,7 +18,7 @@ from deploy.build import sha256_file
 from deploy.fleet import deploy_fleet
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
-from tests.deploy.sshlab import SshLab, SshServer, free_port, make_lab, run_fab
+from tests.deploy.sshlab import SshLab, SshServer, free_port, make_lab, run_fab, stop_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,16 @@ def test_a_repeat_deploy_is_skipped(fleet, models, builder):
     results = deploy(fleet.hosts, models.first, builder)
     assert [r.status for r in results] == [SKIPPED, SKIPPED]
     assert [(current(h), daemon_pid(h)) for h in fleet.hosts] == before      # not even restarted
+
+
+def test_a_repeat_deploy_restarts_a_current_release_that_is_not_healthy(fleet, models, builder):
+    host = fleet.hosts[1]
+    deploy([host], models.first, builder)
+    before = current(host)
+    stop_daemon(Path(host.root))
+    (result,) = deploy([host], models.first, builder)
+    assert (result.status, result.reason) == (OK, "was current but not healthy: restarted")
+    assert current(host) == before and healthz(host)["model"]["sha256"] == sha256_file(models.first)
 
 
 def test_a_model_only_redeploy_reuses_the_venv(fleet, models, builder):
