@@ -56,10 +56,11 @@ def free_port() -> int:
 
 
 def arm64_pi_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """scripts/arm64-pi with `args`; a failure fails the test with the script's one-line error."""
+    """scripts/arm64-pi with `args`; a failure fails the test with the end of the script's output."""
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        pytest.fail(f"scripts/arm64-pi {args[0]} failed: {result.stderr.strip()}")
+        last_lines = "\n".join(result.stderr.strip().splitlines()[-20:])
+        pytest.fail(f"scripts/arm64-pi {args[0]} failed:\n{last_lines}")
     return result
 
 

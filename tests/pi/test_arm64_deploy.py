@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,15 +33,14 @@ CLEAR_MARGIN = 0.3               # photos whose top label leads by this much kee
 
 @pytest.fixture
 def pi(arm64_pi):
-    """The session's arm64 host, with the daemon a test deployed stopped after it: under qemu it would keep
-    a core busy for the rest of the session."""
+    """The session's arm64 host, with the daemon a test deployed stopped after it (the deploy's own pidfile
+    service `stop`): under qemu it would keep a core busy for the rest of the session."""
+    from deploy.releases import Layout
+    from deploy.services import PidfileService
+
     yield arm64_pi
-    pidfile = arm64_pi.local(f"{arm64_pi.root_dir}/run/daemon.pid")
-    if pidfile.is_file():
-        try:
-            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    for command in PidfileService(Layout(arm64_pi.root_dir), "python3").stop():
+        arm64_pi.ssh(command)
 
 
 def _pick_photos(flowers_dir: Path, reference_model: Path) -> dict[str, tuple[str, float]]:
