@@ -31,6 +31,7 @@ def run_recipe(recipe: str, data_dir: Path, epochs: int, batch_size: int, seed: 
     model = image_classifier.create(train_data, epochs=epochs, batch_size=batch_size, seed=seed,
                                     cache_features=recipe == "fast")
     result = {"recipe": recipe, "train_seconds": round(time.perf_counter() - started, 1),
+              **{name: round(value, 1) for name, value in model.timings.items()},
               "train_count": train_data.size, "test_count": test_data.size,
               "float_accuracy": round(float(model.evaluate(test_data)[1]), 4)}
     if recipe == "fast":
@@ -80,10 +81,11 @@ def main() -> int:
     else:
         print(f"flowers-mini: {fast['train_count']} train / {fast['test_count']} test photos, "
               f"{args.epochs} epochs, batch {args.batch_size}, EfficientNet-Lite0 frozen")
-        print(f"{'recipe':<10}{'train s':>9}{'float acc':>11}{'peak RSS MB':>13}")
+        print(f"{'recipe':<10}{'train s':>9}{'features s':>12}{'fit s':>8}{'float acc':>11}{'peak RSS MB':>13}")
         for recipe in ("fast", "baseline"):
             r = results[recipe]
-            print(f"{recipe:<10}{r['train_seconds']:>9.1f}{r['float_accuracy']:>11.3f}{r['peak_rss_mb']:>13}")
+            print(f"{recipe:<10}{r['train_seconds']:>9.1f}{r['features_seconds']:>12.1f}{r['fit_seconds']:>8.1f}"
+                  f"{r['float_accuracy']:>11.3f}{r['peak_rss_mb']:>13}")
         print(f"fast / baseline = {summary['speed_ratio']:.3f}")
         print(f"int8 export: {fast['int8_accuracy']:.3f} accuracy, {fast['int8_bytes'] / 1e6:.2f} MB, "
               f"{fast['export_seconds']:.0f} s")

@@ -194,7 +194,9 @@ class ImageClassifier:
         """The backbone's output for every image, in one pass over the data."""
         spec = self.model_spec
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=self.hparams.batch_size)
-        extract = tf.function(lambda images: self._backbone(images, training=False), reduce_retracing=True)
+        # One trace for every batch size: tracing the backbone costs as much as several batches.
+        extract = tf.function(lambda images: self._backbone(images, training=False),
+                              input_signature=[tf.TensorSpec((None, *spec.input_size, 3), tf.float32)])
         with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar:
             chunks = []
             for images, _ in batches:
