@@ -16,8 +16,8 @@ from deploy.build import Builder, validate_model
 from deploy.errors import DeployError, InventoryError
 from deploy.inventory import Host
 from deploy.report import CANCELLED, FAILED, OK, HostResult
-from deploy.ssh import Remote, connect, describe_ssh_error
-from deploy.steps import HostSteps, Options, deploy_host
+from deploy.ssh import Remote, connect
+from deploy.steps import HostSteps, Options, deploy_host, reason_for
 
 
 def run_fleet(hosts: list[Host], job: Callable[[Host], HostResult], *, parallel: int = 4,
@@ -117,7 +117,7 @@ def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, H
             work(steps, result)
         except Exception as error:  # noqa: BLE001 - one line per host in the report
             result.status, result.stage = FAILED, "connect" if steps is None else result.stage or "host"
-            result.reason = str(error) if isinstance(error, DeployError) else describe_ssh_error(error)
+            result.reason = reason_for(error, steps)
         finally:
             if steps is not None:
                 steps.remote.close()

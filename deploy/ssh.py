@@ -119,12 +119,12 @@ class Remote:
     def dry_run(self) -> bool:
         return self.conn is None
 
-    def run(self, command: str, *, dry_output: str = "", timeout: float | None = None) -> str:
+    def run(self, command: str, *, dry_output: str = "") -> str:
         """Run `command`, return its stdout; a non-zero exit raises DeployError with its last line of output."""
         if self.conn is None:
             print(f"[{self.name}] $ {command}")
             return dry_output
-        result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        result = self.conn.run(command, hide=True, warn=True, in_stream=False)
         if result.exited != 0:
             lines = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.exited}").splitlines()
             raise DeployError(f"`{_short(command)}` failed: {lines[-1]}")

@@ -321,7 +321,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         steps.prune(options.keep, bundle.version, wheelhouse.key)
         result.status = OK
     except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
-        result.status, result.reason = FAILED, _reason(error)
+        result.status, result.reason = FAILED, reason_for(error, steps)
         result.stage = "connect" if isinstance(error, ConnectError) else stages.name
         if switched:
             stages.enter("rollback")
@@ -352,10 +352,11 @@ def _roll_back(host: Host, options: Options, failed: HostSteps, result: HostResu
         finally:
             steps.remote.close()
     except Exception as error:  # noqa: BLE001
-        result.reason += f"; rollback failed too: {_reason(error)}"
+        result.reason += f"; rollback failed too: {reason_for(error, None)}"
 
 
-def _reason(error: BaseException) -> str:
+def reason_for(error: BaseException, steps: HostSteps | None) -> str:
+    """The one line a report shows for a failure."""
     if isinstance(error, DeployError):
         return str(error)
-    return describe_ssh_error(error)
+    return describe_ssh_error(error, steps.remote.conn if steps is not None else None)
