@@ -119,10 +119,11 @@ class Remote:
     def dry_run(self) -> bool:
         return self.conn is None
 
-    def run(self, command: str, *, dry_output: str = "") -> str:
-        """Run `command`, return its stdout; a non-zero exit raises DeployError with its last line of output."""
+    def run(self, command: str, *, dry_output: str = "", shown: str | None = None) -> str:
+        """Run `command`, return its stdout; a non-zero exit raises DeployError with its last line of output.
+        A dry run prints `shown` (a shorter form of a long command) or the command, and returns `dry_output`."""
         if self.conn is None:
-            print(f"[{self.name}] $ {command}")
+            print(f"[{self.name}] $ {shown or command}")
             return dry_output
         result = self.conn.run(command, hide=True, warn=True, in_stream=False)
         if result.exited != 0:

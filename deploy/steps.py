@@ -122,10 +122,11 @@ class HostSteps:
         self.service = None
 
     def read_facts(self) -> Facts:
-        command = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
-                   f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; "
-                   f"{quote(self.host.python, '-c', FACTS_SCRIPT, self.host.root)}")
-        output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS))
+        check = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
+                 f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; ")
+        command = check + quote(self.host.python, "-c", FACTS_SCRIPT, self.host.root)
+        shown = check + f"{shlex.quote(self.host.python)} -c '<deploy/steps.py FACTS_SCRIPT>' {quote(self.host.root)}"
+        output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS), shown=shown)
         data = json.loads(output)
         data["python"] = tuple(data["python"])
         self.facts = Facts(**data)

@@ -1,6 +1,7 @@
 """`fab deploy | rollback | status | logs`: options in, hosts from -H or the inventory, a report out."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -82,9 +83,12 @@ def deploy(c, model, inventory=None, group=None, parallel=4, canary=None, max_fa
     from deploy.fleet import deploy_fleet
 
     hosts = select_hosts(c, inventory, group)
-    results = deploy_fleet(hosts, Path(model), keep=int(keep), health_timeout=float(health_timeout),
-                           dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=c.config,
-                           parallel=int(parallel), canary=canary, max_failures=float(max_failures), quiet=json_)
+    # With --json, stdout carries the report only: a dry run's commands go to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():
+        results = deploy_fleet(hosts, Path(model), keep=int(keep), health_timeout=float(health_timeout),
+                               dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=c.config,
+                               parallel=int(parallel), canary=canary, max_failures=float(max_failures),
+                               quiet=json_)
     finish(results, json_)
 
 

@@ -3,6 +3,7 @@ and the dry run that touches no host. Quick: no deploy gets past pre-flight here
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,9 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
                      "systemctl restart bloomkit-device.service", "health.py", "OK"]:
         assert expected in out, expected
     assert not Path(root).exists()
+    done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])),
+                   "--dry-run", "--json")
+    assert json.loads(done.stdout)[0]["status"] == "OK" and "ln -sfn releases/" in done.stderr
 
 
 def test_bad_input_is_one_line(lab, tmp_path, builder):
