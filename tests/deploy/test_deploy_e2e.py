@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.build import sha256_file
-from deploy.fleet import deploy_fleet
+from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, run_fleet
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from tests.deploy.sshlab import SshLab, SshServer, free_port, make_lab, run_fab, stop_daemon
@@ -129,6 +129,12 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     assert current(host) == before
     health = healthz(host)
     assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.second)
+
+    # The failed release stays for inspection; rolling back *to* it fails the same way, and returns.
+    (broken,) = [r for r in releases(host) if r > before.removeprefix("releases/")]
+    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(broken, 30)))
+    assert (result.status, result.stage) == (FAILED, "health") and "cannot load the model" in result.reason
+    assert current(host) == before and healthz(host)["model"]["sha256"] == sha256_file(models.second)
 
 
 def test_an_interrupted_upload_leaves_current_untouched(fleet, models, builder, tmp_path):
