@@ -66,8 +66,10 @@ class Wheelhouse:
 
     @property
     def installer(self) -> str:
-        """The pip wheel's file name: `python <wheelhouse>/<it>/pip install …` runs pip straight from it."""
-        return next(p.name for p in self.files() if p.name.startswith(f"{INSTALLER}-"))
+        """The pip wheel's file name: `python <wheelhouse>/<it>/pip install …` runs pip straight from it
+        (a pattern in a dry run, where the wheelhouse was not downloaded)."""
+        files = self.files() if self.path.is_dir() else []
+        return next((p.name for p in files if p.name.startswith(f"{INSTALLER}-")), f"{INSTALLER}-*.whl")
 
 
 def validate_model(path: Path) -> dict:

@@ -307,7 +307,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         stages.enter("venv")
         if need_venv:
             say("building the venv (first deploy or new requirements)")
-            steps.build_venv(wheelhouse.key, "pip-VERSION.whl" if steps.remote.dry_run else wheelhouse.installer)
+            steps.build_venv(wheelhouse.key, wheelhouse.installer)
         steps.finish_release(bundle, wheel.name, wheelhouse.key)
         stages.enter("switch")
         switched = True
