@@ -41,7 +41,6 @@ class LatestFrame:
             if not self._changed.wait_for(lambda: self._fresh, timeout):
                 return None
             self._fresh = False
-            self._changed.notify_all()
             return self._frame
 
     def peek(self) -> tuple[int, Frame | None]:

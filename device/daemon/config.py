@@ -135,6 +135,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         if name not in known or name == "config":
             raise ConfigError(f"config {path}: unknown option {key!r}")
         flag = known[name].option_strings[0]
+        if name == "http" and value is False:  # YAML reads a bare `off` as false
+            value = "off"
         if known[name].nargs == 0:  # an on/off flag
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")

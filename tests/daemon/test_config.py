@@ -29,12 +29,13 @@ def test_toml_config_with_dashes_or_underscores(tmp_path):
 
 def test_yaml_config_and_flags_override_it(tmp_path):
     config = tmp_path / "device.yaml"
-    config.write_text("model: a.tflite\ntop-k: 5\nthreshold: 0.2\njsonl: /tmp/out.jsonl\nsmooth: 4\n")
+    config.write_text("model: a.tflite\ntop-k: 5\nthreshold: 0.2\njsonl: /tmp/out.jsonl\nsmooth: 4\nhttp: off\n")
     settings = parse("--config", str(config), "--top-k", "1", "--model", "b.tflite", "--deny", "daisy,roses",
                      "--deny", "tulips")
     assert settings.model == Path("b.tflite") and settings.top_k == 1
     assert settings.deny == ("daisy", "roses", "tulips"), "as device classify takes them"
     assert settings.threshold == 0.2 and settings.jsonl == "/tmp/out.jsonl" and settings.smooth == 4
+    assert settings.http_address is None, "YAML's bare off (a boolean) turns HTTP off"
 
 
 def test_defaults_without_a_config():
