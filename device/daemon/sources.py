@@ -6,6 +6,7 @@ rest of the daemon never has to think about colour order again.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class Picamera2Source:
 
     def __init__(self, camera_num: int, input_size: tuple[int, int]) -> None:
         self.name = f"picamera2:{camera_num}"
+        os.environ.setdefault("LIBCAMERA_LOG_LEVELS", "*:WARN")  # libcamera logs every INFO line otherwise
         try:
             from picamera2 import Picamera2
             from libcamera import ColorSpace

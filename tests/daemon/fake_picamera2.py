@@ -201,6 +201,7 @@ def install(monkeypatch, scene: np.ndarray, cameras: int = 1) -> type[Picamera2]
     picamera2.Picamera2 = Picamera2
     libcamera = types.ModuleType("libcamera")
     libcamera.ColorSpace, libcamera.Transform = ColorSpace, Transform
+    monkeypatch.setenv("LIBCAMERA_LOG_LEVELS", "*:WARN")  # what the source sets; undone after the test
     monkeypatch.setitem(sys.modules, "picamera2", picamera2)
     monkeypatch.setitem(sys.modules, "libcamera", libcamera)
     monkeypatch.setattr(Picamera2, "scene", scene)
