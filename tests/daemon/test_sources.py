@@ -85,6 +85,7 @@ def test_no_pi_camera_is_a_one_line_error(monkeypatch, sunflower):
 def test_picamera2_not_installed_is_a_one_line_error(monkeypatch):
     import sys
 
+    monkeypatch.setenv("LIBCAMERA_LOG_LEVELS", "*:WARN")
     monkeypatch.setitem(sys.modules, "picamera2", None)
     with pytest.raises(SourceError, match="picamera2 package is not installed"):
         open_source("picamera2", (224, 224))
