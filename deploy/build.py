@@ -16,6 +16,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from device.cache import cache_root
 from deploy.errors import DeployError, ModelError
 
 if sys.version_info >= (3, 11):
@@ -185,10 +186,7 @@ class Builder:
 
 
 def default_cache_dir() -> Path:
-    configured = os.environ.get("BLOOMKIT_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bloomkit" / "deploy"
+    return cache_root() / "deploy"
 
 
 def _run(command: list[str], what: str, env: dict | None = None) -> None:

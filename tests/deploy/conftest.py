@@ -44,7 +44,7 @@ def builder(tmp_path_factory, source_snapshot):
     """One cache for the session: the wheel and the loopback hosts' wheelhouse are built once."""
     from deploy.build import Builder
 
-    return Builder(tmp_path_factory.mktemp("deploy-cache"), repo=source_snapshot)
+    return Builder(tmp_path_factory.mktemp("bloomkit-cache") / "deploy", repo=source_snapshot)
 
 
 @dataclass(frozen=True)

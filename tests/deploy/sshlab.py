@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.inventory import DaemonOptions, Host
+from tests.conftest import free_port
 
 SSHD = Path("/usr/sbin/sshd")
 PHOTOS_PER_HOST = 4
 SOURCE_FPS = 4  # enough to be healthy, little CPU on a shared 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def keygen(path: Path) -> Path:
@@ -130,7 +125,7 @@ def stop_daemon(root: Path) -> None:
 def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
     """The `fab` command line, run in the builder's source snapshot with the builder's cache."""
     fab = Path(sys.executable).parent / "fab"
-    env = {**os.environ, "BLOOMKIT_CACHE_DIR": str(builder.cache_dir)}
+    env = {**os.environ, "BLOOMKIT_CACHE": str(builder.cache_dir.parent)}
     return subprocess.run([str(fab), *args], cwd=builder.repo, capture_output=True, text=True, env=env, timeout=600)
 
 

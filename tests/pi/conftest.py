@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require
+from tests.conftest import REPO, free_port, require
 
 SCRIPT = REPO / "scripts" / "arm64-pi"
 BINFMT_ENTRY = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
@@ -47,12 +46,6 @@ class Arm64Pi:
             capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"`{command}` failed on the arm64 host: {result.stderr.strip()}"
         return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def arm64_pi_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO
 from tests.pi.conftest import PI_UID, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pi]
 
 PHOTOS = "/home/pi/photos"         # the camera's stand-in: the daemon's `--source folder:`
 DEPLOY_TIMEOUT_S = 15 * 60         # the first deploy builds the venv under qemu
@@ -102,7 +102,7 @@ def test_fab_deploy_runs_the_model_under_qemu(pi, reference_model, flowers_dir, 
         [str(Path(sys.executable).with_name("fab")), "deploy", "--model", str(reference_model),
          "--inventory", str(inventory), "--health-timeout", str(HEALTH_TIMEOUT_S), "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_S,
-        env={**os.environ, "BLOOMKIT_CACHE_DIR": str(tmp_path / "deploy-cache")})
+        env={**os.environ, "BLOOMKIT_CACHE": str(tmp_path / "deploy-cache")})
     print(f"fab deploy to the arm64 host took {time.monotonic() - started:.0f} s\n{deploy.stderr}")
     assert deploy.returncode == 0, f"fab deploy failed:\n{deploy.stdout}\n{deploy.stderr}"
     [report] = json.loads(deploy.stdout)

@@ -15,6 +15,7 @@ from tests.pi.conftest import SCRIPT, arm64_pi_script, start_pi
 
 
 @pytest.mark.slow
+@pytest.mark.pi
 def test_the_host_looks_like_a_64_bit_pi_os(arm64_pi):
     script = ("import getpass, json, os, platform, socket, sys, venv, ensurepip; print(json.dumps({"
               "'uname': os.uname().machine, 'machine': platform.machine(), 'python': sys.version_info[:2], "
@@ -45,6 +46,7 @@ def _mounts_below(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.pi
 def test_stop_ends_what_a_crashed_run_left_behind(arm64_pi, tmp_path):
     # A second run beside the session's (arm64_pi made sure the rootfs is built).
     pi = start_pi(tmp_path)

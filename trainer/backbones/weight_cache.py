@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
-import platformdirs
+
+from device.cache import cache_root
 
 FORMAT_VERSION = 1
 _META = "__meta__"
 
 
 def cache_dir() -> Path:
-    """`$BLOOMKIT_CACHE/backbones`, else the platform's user cache dir (e.g. `~/.cache/bloomkit/backbones`)."""
-    root = os.environ.get("BLOOMKIT_CACHE") or platformdirs.user_cache_dir("bloomkit")
-    return Path(root) / "backbones"
+    """`backbones/` under bloomkit's cache root (`$BLOOMKIT_CACHE`, by default `~/.cache/bloomkit`)."""
+    return cache_root() / "backbones"
 
 
 def cached_weights(name: str, source: str, convert: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
