@@ -1,3 +1,5 @@
-"""`fab` finds this file; the tasks live in deploy/ (fabric.yaml alone cannot point there: Fabric reads the
-project's config only after it has found the collection)."""
+"""`fab` run from the repository root finds this file; the tasks live in deploy/.
+
+(A fabric.yaml cannot point there: Fabric reads project config only after it has found the collection.)
+"""
 from deploy import ns  # noqa: F401

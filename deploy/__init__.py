@@ -1,4 +1,4 @@
-"""Workstation → Pi: `fab deploy` and friends. `fabric.yaml` (tasks.collection_name: deploy) loads `ns`."""
+"""Workstation → Pi: `fab deploy` and friends. The root `fabfile.py` loads `ns` from here."""
 from invoke import Collection
 
 from deploy import tasks

@@ -154,7 +154,7 @@ def snapshot_sources(destination: Path) -> Path:
     """The sources as they are now: a wheel built from them stays the same while the tree is being edited."""
     from deploy.build import PACKAGES, REPO
 
-    for name in ("pyproject.toml", "README.md", "fabfile.py", "fabric.yaml"):
+    for name in ("pyproject.toml", "README.md", "fabfile.py"):
         shutil.copy(REPO / name, destination / name)
     for package in PACKAGES:
         shutil.copytree(REPO / package, destination / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
