@@ -48,6 +48,7 @@ class Daemon:
         self._jsonl = JsonLines(jsonl) if jsonl else None
         self._changes = ChangeEvents() if settings.on_change else None
         self._latest: dict | None = None
+        self._last_latency = 0.0
         self._stopping = threading.Event()
         self.fresh_for_s = min(max(FRESH_FOR_S, 3.0 * source.interval), settings.max_frame_gap)
 
@@ -80,6 +81,7 @@ class Daemon:
         began = time.perf_counter()
         scores = classifier.scores(frame.image)
         latency = time.perf_counter() - began
+        self._last_latency = latency
         categories = classifier.top(self._smoother.update(scores))
         counters = self.counters
         counters.inferences += 1
@@ -111,13 +113,17 @@ class Daemon:
         last = self.frames.last_received
         return None if last is None else time.monotonic() - last
 
+    def _fresh_for(self) -> float:
+        """How old the newest frame may be: longer on hardware slow enough that one inference takes seconds."""
+        return min(max(self.fresh_for_s, 3.0 * self._last_latency), self.settings.max_frame_gap)
+
     def health(self) -> dict:
         """The /healthz body (docs/architecture.md): ok only while frames flow and a model is loaded."""
         age = self.frame_age()
         problem = self.capture.problem
         if age is None:
             reason = problem or "waiting for the first frame"
-        elif age > self.fresh_for_s:
+        elif age > self._fresh_for():
             reason = f"no frames for {age:.1f} s" + (f": {problem}" if problem else "")
         else:
             reason = None

@@ -81,3 +81,33 @@ def test_health_waits_for_the_first_frame(tmp_path, reference_model, photos):
     assert health["status"] == "unhealthy" and health["reason"] == "waiting for the first frame"
     assert set(health) >= {"status", "reason", "model", "fps", "frames", "uptime_s"}
     assert set(health["model"]) == {"path", "name", "version", "sha256"}
+
+
+def test_health_stays_ok_while_a_slow_device_spends_seconds_on_one_frame(tmp_path, photos, reference_model):
+    class SlowClassifier(Classifier):  # a Pi under emulation, or a big model: seconds per frame
+        def scores(self, image):
+            time.sleep(2.5)
+            return super().scores(image)
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photos["daisy"][0], folder)
+    settings = Settings(model=reference_model, source=f"folder:{folder}", source_fps=0, http="off")
+    models = ModelWatcher(reference_model, lambda path: SlowClassifier(path, threads=1))
+    source = open_source(settings.source, models.classifier.input_size, settings.source_fps)
+    daemon = Daemon(settings, source, models)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while daemon.counters.inferences < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.3)  # the second frame is now older than the 2 s a fast device is allowed
+        health = daemon.health()
+    finally:
+        daemon.stop()
+        thread.join(10)
+        daemon.close()
+        source.close()
+    assert daemon.counters.inferences >= 1
+    assert health["status"] == "ok", health["reason"]
