@@ -22,6 +22,11 @@ def test_the_tutorial_steps_train_and_export_an_int8_model_with_metadata(tutoria
     # uint8 in and out; the input quantized exactly as the normalization, so the raw pixel is the input
     assert (info.input.dtype, info.input.scale, info.input.zero_point) == ("uint8", 1 / 128, 127)
     assert info.output.dtype == "uint8" and info.output.shape == (1, 5)
+    # the export's own check would have refused any other quantization
+    from trainer.export import _check_input_is_the_pixel
+
+    with pytest.raises(RuntimeError, match="not as the normalization"):
+        _check_input_is_the_pixel(trained_model_path.read_bytes(), mean=(128.0,), std=(128.0,))
 
 
 def test_the_int8_export_scores_like_the_float_model(tutorial_run, trained_model_path):
