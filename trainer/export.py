@@ -9,7 +9,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TextIO
 
 from device.metadata import read_model_info, write_metadata
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
@@ -18,9 +18,10 @@ from trainer.quantization import QuantizationConfig
 
 
 @contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """Keep the converter's and Keras's export chatter off stdout and stderr: C++ writes to the file
-    descriptors, Keras prints "Saved artifact at …", the converter warns about input statistics."""
+def _silenced() -> Iterator[TextIO]:
+    """Keep the converter's and Keras's export chatter off stdout and stderr (C++ writes to the file
+    descriptors, Keras prints "Saved artifact at …", the converter warns about input statistics);
+    yield the real stderr, for a progress bar."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -28,9 +29,10 @@ def _silenced() -> Iterator[None]:
     try:
         os.dup2(null, 1)
         os.dup2(null, 2)
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with os.fdopen(os.dup(saved[1]), "w") as terminal, contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            yield
+            yield terminal
     finally:
         for fd, copy in zip((1, 2), saved):
             os.dup2(copy, fd)
@@ -48,9 +50,9 @@ def convert_to_tflite(keras_model, quantization_config: QuantizationConfig | Non
                       input_size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> bytes:
     """Convert with `TFLiteConverter.from_keras_model`, quantized as `quantization_config` says (None: float32)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    if quantization_config is not None:
-        quantization_config.get_converter_with_quantization(converter, input_size, mean, std)
-    with _silenced():
+    with _silenced() as terminal:
+        if quantization_config is not None:
+            quantization_config.get_converter_with_quantization(converter, input_size, mean, std, progress=terminal)
         return converter.convert()
 
 

@@ -1,9 +1,10 @@
 """`QuantizationConfig`: Model Maker's post-training quantization options for the TFLite converter."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TextIO
 
 import numpy as np
+from tqdm import tqdm
 
 from device import imaging
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
@@ -56,13 +57,17 @@ class QuantizationConfig:
     def is_integer_input(self) -> bool:
         return self.inference_input_type in (tf.uint8, tf.int8)
 
-    def get_converter_with_quantization(self, converter, input_size: Sequence[int],
-                                        mean: Sequence[float], std: Sequence[float]):
+    def get_converter_with_quantization(self, converter, input_size: Sequence[int], mean: Sequence[float],
+                                        std: Sequence[float], progress: TextIO | None = None):
         """Set these options on a `tf.lite.TFLiteConverter`; calibration images go through
-        `device.imaging` and the model's normalization, exactly as the device feeds them."""
+        `device.imaging` and the model's normalization, exactly as the device feeds them. A progress
+        bar of the calibration goes to `progress` when it is a terminal."""
         converter.optimizations = self.optimizations
         if self.representative_data is not None:
-            converter.representative_dataset = lambda: self._calibration_samples(input_size, mean, std)
+            converter.representative_dataset = lambda: tqdm(
+                self._calibration_samples(input_size, mean, std), desc="Calibrating int8",
+                total=min(self.quantization_steps, self.representative_data.size), unit="img",
+                file=progress, disable=None, leave=False)
         if self.inference_input_type is not None:
             converter.inference_input_type = self.inference_input_type
         if self.inference_output_type is not None:
