@@ -53,10 +53,6 @@ class QuantizationConfig:
         """Weights in float16: half the size, float accuracy."""
         return cls(supported_types=[tf.float16])
 
-    @property
-    def is_integer_input(self) -> bool:
-        return self.inference_input_type in (tf.uint8, tf.int8)
-
     def get_converter_with_quantization(self, converter, input_size: Sequence[int], mean: Sequence[float],
                                         std: Sequence[float], progress: TextIO | None = None):
         """Set these options on a `tf.lite.TFLiteConverter`; calibration images go through
