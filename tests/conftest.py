@@ -52,6 +52,36 @@ def flowers_dir(tmp_path_factory) -> Path:
     return mini
 
 
+def copy_photos(flowers_dir: Path, destination: Path, per_label: int) -> Path:
+    """The first `per_label` photos of each label, copied into label sub-folders of `destination`."""
+    for label_dir in sorted(p for p in flowers_dir.iterdir() if p.is_dir()):
+        (destination / label_dir.name).mkdir(parents=True, exist_ok=True)
+        for photo in sorted(label_dir.glob("*.jpg"))[:per_label]:
+            shutil.copy(photo, destination / label_dir.name / photo.name)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(flowers_dir, tmp_path_factory) -> dict:
+    """Model Maker's tutorial steps, unchanged but for the imports, on flowers-mini (the fast path)."""
+    from trainer import DataLoader, image_classifier
+
+    export_dir = tmp_path_factory.mktemp("tutorial-export")
+    data = DataLoader.from_folder(flowers_dir)
+    train_data, test_data = data.split(0.9)
+    model = image_classifier.create(train_data)
+    loss, accuracy = model.evaluate(test_data)
+    model.export(export_dir=str(export_dir))
+    return {"model": model, "train_data": train_data, "test_data": test_data, "loss": loss,
+            "accuracy": accuracy, "export_dir": export_dir}
+
+
+@pytest.fixture(scope="session")
+def trained_model_path(tutorial_run) -> Path:
+    """A real int8 (uint8 in and out) flowers model with bloomkit metadata, trained this session."""
+    return tutorial_run["export_dir"] / "model.tflite"
+
+
 @pytest.fixture(scope="session")
 def reference_model() -> Path:
     """The int8 flowers model the real TFLite Model Maker 0.4.3 exported (only in ../shared)."""
