@@ -78,7 +78,7 @@ class Capture(threading.Thread):
                 if stopping.wait(due - time.monotonic()):
                     break
             try:
-                frame = self.source.read()
+                frame = self._read()
             except FrameUnavailable as error:
                 self._report(str(error))
                 if stopping.wait(retry_in):
@@ -99,13 +99,23 @@ class Capture(threading.Thread):
         across threads would cost inference time.
         """
         try:
-            frame = self.source.read()
+            frame = self._read()
         except FrameUnavailable as error:
             self._report(str(error))
             self._stop_event.wait(FIRST_RETRY_S)
             return None
         self.slot.put(frame)
         return self.slot.take(timeout=0)
+
+    def _read(self) -> Frame:
+        """The source's next frame; any failure of the driver (a `cv2.error`, say) counts as no frame,
+        so that it is retried and shown on /healthz instead of killing the capture thread."""
+        try:
+            return self.source.read()
+        except FrameUnavailable:
+            raise
+        except Exception as error:  # a driver can fail in any way; the thread must outlive it
+            raise FrameUnavailable(f"read failed ({error.__class__.__name__}: {one_line(error)})") from None
 
     def _report(self, problem: str) -> None:
         if problem != self.problem:

@@ -117,3 +117,39 @@ def test_a_stalled_camera_is_retried_with_back_off_and_reported_until_it_recover
     finally:
         capture.stop()
     assert camera.reconnects == 3
+
+
+class CrashingCamera(FlakyCamera):
+    """Fails its first reads with a driver error that is not `FrameUnavailable`, as OpenCV's `cv2.error` is."""
+
+    def read(self) -> Frame:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("OpenCV(4.10) error: (-215:Assertion failed)\n !_src.empty()")
+        return CountingCamera.read(self)
+
+
+def test_an_unexpected_driver_error_is_retried_and_reported_instead_of_killing_the_capture_thread(caplog):
+    camera = CrashingCamera(failures=2)
+    slot = LatestFrame()
+    capture = Capture(camera, slot)
+    capture.start()
+    try:
+        time.sleep(0.1)
+        assert capture.is_alive()
+        assert capture.problem == "read failed (RuntimeError: OpenCV(4.10) error: (-215:Assertion failed) !_src.empty())"
+        assert slot.take(timeout=5) is not None
+        assert capture.problem is None
+    finally:
+        capture.stop()
+    assert camera.reconnects == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings and all("\n" not in line for line in warnings)
+
+
+def test_an_unexpected_driver_error_on_an_on_demand_source_is_reported_not_raised():
+    camera = CrashingCamera(failures=1)
+    capture = Capture(camera, LatestFrame())
+    assert capture.pull() is None
+    assert capture.problem.startswith("read failed (RuntimeError")
+    assert capture.pull() is not None
