@@ -178,7 +178,10 @@ class OpenCVSource:
         self._ended = False
 
     def _open(self) -> cv2.VideoCapture:
-        # OpenCV logs every backend it tries on a missing camera; the one-line error says it better.
+        # OpenCV logs every backend it tries on a missing camera, and FFmpeg its own complaints ("moov atom
+        # not found", "Connection refused"); the one-line error says it better. OpenCV reads FFmpeg's level
+        # once, at its first FFmpeg open, so it is set here, before any; a user's own setting wins.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:

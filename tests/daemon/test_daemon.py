@@ -124,6 +124,21 @@ def test_no_camera_is_one_line_and_a_non_zero_exit(reference_model, source, mess
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
 
 
+@pytest.mark.parametrize("kind", ["broken video", "refused stream"])
+def test_a_source_ffmpeg_cannot_open_is_one_line_without_ffmpeg_messages(reference_model, tmp_path, kind):
+    if kind == "broken video":
+        source = tmp_path / "broken.mp4"
+        source.write_bytes(b"not a video at all")  # FFmpeg itself would print "moov atom not found"
+    else:
+        source = "rtsp://127.0.0.1:1/x"  # FFmpeg itself would print "Connection refused"
+    environment = {name: value for name, value in os.environ.items() if name != "OPENCV_FFMPEG_LOGLEVEL"}
+    result = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(reference_model),
+                             "--source", str(source), "--http", "off"],
+                            capture_output=True, text=True, timeout=60, env=environment)
+    assert result.returncode == 1
+    assert result.stderr == f"device: error: source {source}: cannot open it\n"
+
+
 def read_sha256(path) -> str:
     import hashlib
 
