@@ -6,6 +6,7 @@ rest of the daemon never has to think about colour order again.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import numpy as np
 from device import imaging
 from device.daemon import one_line
 from device.errors import UserError
+
+log = logging.getLogger("device.daemon")
 
 PICAMERA2 = "picamera2"
 CAMERA_TIMEOUT_S = 2.0  # a Pi camera delivers a frame every 1/30 s or so; this long without one is a stall
@@ -228,10 +231,16 @@ class FolderSource:
         if not paths:
             raise SourceError(f"source {self.name}: no images in it")
         self._images = []
-        for path in paths:
-            image = imaging.decode(path)
+        for path in paths:  # one bad file among many photos should not stop the replay
+            try:
+                image = imaging.decode(path)
+            except imaging.ImageError as error:
+                log.warning("source %s: skipping %s: %s", self.name, path, error)
+                continue
             image.setflags(write=False)
             self._images.append(image)
+        if not self._images:
+            raise SourceError(f"source {self.name}: none of its {len(paths)} image files is readable")
         self.interval = 1.0 / fps if fps > 0 else 0.0
         self._index = 0
 

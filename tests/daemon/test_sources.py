@@ -1,6 +1,8 @@
 """Frame sources: the right colours from the Pi camera (fake) and OpenCV, and clear errors when there is no camera."""
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -143,3 +145,22 @@ def test_folder_is_decoded_once_and_replayed_in_a_loop(tmp_path, photos, monkeyp
     assert source.on_demand and source.interval == 0
     assert images[0] is images[2] is images[4] and images[1] is images[3] and images[0] is not images[1]
     assert not images[0].flags.writeable
+
+
+def test_folder_skips_an_unreadable_image_with_a_warning_naming_it(tmp_path, photos, caplog):
+    (tmp_path / photos["daisy"][0].name).write_bytes(photos["daisy"][0].read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with caplog.at_level(logging.WARNING, logger="device.daemon"):
+        source = FolderSource(tmp_path, fps=0)
+    first, second = source.read().image, source.read().image
+    assert first is second and first.ndim == 3, "only the readable photo is replayed"
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning == f"source folder:{tmp_path}: skipping {tmp_path / 'broken.jpg'}: not an image"
+
+
+def test_folder_with_no_readable_image_is_a_one_line_error_naming_it(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SourceError) as error:
+        FolderSource(tmp_path, fps=0)
+    assert str(error.value) == f"source folder:{tmp_path}: none of its 2 image files is readable"
