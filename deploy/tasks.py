@@ -10,7 +10,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from device.errors import UserError
-from deploy.errors import InventoryError
+from deploy.errors import DeployError, InventoryError
 from deploy.inventory import Host, Inventory, load_inventory
 from deploy.report import HostResult, table, to_json
 
@@ -77,11 +77,13 @@ ROLLBACK_HELP = {
 
 @task(auto_shortflags=False, help=DEPLOY_HELP)
 @one_line_errors
-def deploy(c, model, inventory=None, group=None, parallel=4, canary=None, max_failures=0.5, keep=3,
+def deploy(c, model=None, inventory=None, group=None, parallel=4, canary=None, max_failures=0.5, keep=3,
            health_timeout=60.0, json_=False, dry_run=False, accept_new_host_keys=False):
     """Deploy a model (and this checkout's device code) to one host or a fleet, with automatic rollback."""
     from deploy.fleet import deploy_fleet
 
+    if model is None:
+        raise DeployError("give the model to deploy: fab deploy --model FILE")
     hosts = select_hosts(c, inventory, group)
     # With --json, stdout carries the report only: a dry run's commands go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():

@@ -114,3 +114,11 @@ def test_fabs_h_reaches_the_host_with_the_inventorys_defaults(lab, builder, tmp_
     done = run_fab(builder, "-H", f"{user}@127.0.0.1:{server.port}", "status", "--inventory", str(inventory))
     assert done.returncode == 1                                     # reached and asked: nothing deployed yet
     assert "127.0.0.1" in done.stdout and "FAILED (health: nothing deployed)" in done.stdout, done.stdout
+
+
+def test_deploy_help_prints_help_with_model_as_an_option(builder):
+    done = run_fab(builder, "deploy", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--model=STRING" in done.stdout and "Usage: fab" in done.stdout
+    done = run_fab(builder, "-H", "pi@nowhere.invalid", "deploy")
+    assert done.returncode == 1 and done.stderr.strip() == "fab: error: give the model to deploy: fab deploy --model FILE"
