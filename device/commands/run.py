@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             server = LiveServer(settings.http_address, daemon)
             server.start()
             cleanup.callback(server.close)
-            log.info("live page on http://%s:%d/", settings.http_address[0], server.port)
+            log.info("live page on %s", server.url)
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signal_number, lambda *_: daemon.stop())
         log.info("classifying %s with %s (sha256 %s)", source.name, settings.model, models.classifier.model_sha256[:12])

@@ -5,6 +5,7 @@ The server only reads what the daemon publishes, so a slow or stuck browser neve
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -52,6 +53,12 @@ class JpegView:
             return self._sequence, self._jpeg
 
 
+class _IPv6HTTPServer(ThreadingHTTPServer):
+    """For an IPv6 host such as ::1 (the stdlib's server binds IPv4 only)."""
+
+    address_family = socket.AF_INET6
+
+
 class LiveServer:
     """A ThreadingHTTPServer in a thread of its own, serving one daemon."""
 
@@ -60,7 +67,8 @@ class LiveServer:
         self.view = JpegView(daemon.frames, daemon.settings.stream_fps)
         self.closing = threading.Event()
         try:
-            self._httpd = ThreadingHTTPServer(address, _handler_for(self))
+            server_class = _IPv6HTTPServer if ":" in address[0] else ThreadingHTTPServer
+            self._httpd = server_class(address, _handler_for(self))
         except OSError as error:
             raise HttpError(f"--http {address[0]}:{address[1]}: {error.strerror or error}") from None
         self._httpd.daemon_threads = True
@@ -70,6 +78,11 @@ class LiveServer:
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._httpd.server_address[0]
+        return f"http://[{host}]:{self.port}/" if ":" in host else f"http://{host}:{self.port}/"
 
     def start(self) -> None:
         self._thread.start()

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from device.metadata import read_model_info, write_metadata
+from tests.conftest import require
 from tests.daemon.conftest import write_video
 
 
@@ -137,6 +139,24 @@ def test_a_source_ffmpeg_cannot_open_is_one_line_without_ffmpeg_messages(referen
                             capture_output=True, text=True, timeout=60, env=environment)
     assert result.returncode == 1
     assert result.stderr == f"device: error: source {source}: cannot open it\n"
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_serves_on_an_ipv6_address(run_daemon, reference_model, rose_folder):
+    require(has_ipv6_loopback(), "IPv6 loopback (::1)")
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{rose_folder}", "--source-fps", "5",
+                        "--threads", "1", "--http", "[::1]:0")
+    daemon.healthy()
+    assert re.fullmatch(r"http://\[::1\]:\d+", daemon.url)
+    assert daemon.terminate() == 0
 
 
 def read_sha256(path) -> str:
