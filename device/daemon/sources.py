@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -135,7 +136,7 @@ class Picamera2Source:
         try:  # both streams from one request, so the view shows the frame that was classified
             job = self._camera.capture_arrays(["main", "lores"], wait=False)
             (main, lores), _metadata = self._camera.wait(job, timeout=CAMERA_TIMEOUT_S)
-        except TimeoutError:
+        except (TimeoutError, futures.TimeoutError):  # picamera2's Future timeout: the builtin only from 3.11
             raise FrameUnavailable(f"the camera delivered no frame in {CAMERA_TIMEOUT_S:g} s") from None
         except (RuntimeError, OSError) as error:
             raise FrameUnavailable(f"camera error ({one_line(error)})") from None

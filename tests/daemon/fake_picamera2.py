@@ -9,6 +9,7 @@ are padded to a 64-byte stride, in the configured colour space (sYCC: full range
 """
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 import types
 
@@ -156,7 +157,7 @@ class Job:
         if self._camera.stalled:
             if timeout is None:
                 raise AssertionError("the real picamera2 would wait forever here")
-            raise TimeoutError()  # concurrent.futures.TimeoutError, as Future.result raises it
+            raise concurrent.futures.TimeoutError()  # as Future.result raises it (not the builtin before 3.11)
         self._camera.frames += 1
         return self._make()
 
