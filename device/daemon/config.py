@@ -1,7 +1,7 @@
 """`device run`'s options: one list for the command line and the config file (TOML or YAML).
 
 A config file takes the same names as the flags (`top_k` or `top-k`); flags given on the command line
-win over the file, and the file over the defaults.
+win over the file, and the file over the defaults. Relative paths in the file are relative to its folder.
 """
 from __future__ import annotations
 
@@ -149,7 +149,24 @@ def _from_file(path: Path) -> dict[str, Any]:
         parsed = parser.parse_args(argv)
     except ConfigError as error:
         raise ConfigError(f"config {path}: {error}") from None
-    return {name: value for name, value in vars(parsed).items() if value is not None}
+    options = {name: value for name, value in vars(parsed).items() if value is not None}
+    return _relative_to(path.parent, options)
+
+
+def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Anchor the file's relative paths at its own folder, so the file means the same from any working directory."""
+    for name in ("model", "labels"):
+        if name in options:
+            options[name] = folder / options[name]  # an absolute path stays as it is
+    if options.get("jsonl", "-") != "-":
+        options["jsonl"] = str(folder / options["jsonl"])
+    source = options.get("source")
+    if source is not None:
+        if source.startswith("folder:"):
+            options["source"] = f"folder:{folder / source[len('folder:'):]}"
+        elif not (source == "picamera2" or source.startswith(("picamera2:", "opencv:")) or "://" in source):
+            options["source"] = str(folder / source)  # a video file
+    return options
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -76,3 +76,32 @@ def test_missing_config_file(tmp_path):
 def test_bad_values_are_one_line_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse("--model", "m.tflite", *argv)
+
+
+@pytest.mark.parametrize("source, anchored", [
+    ("folder:photos", "folder:{folder}/photos"),
+    ("clips/garden.mp4", "{folder}/clips/garden.mp4"),
+    ("folder:/srv/photos", "folder:/srv/photos"),
+    ("opencv:0", "opencv:0"),
+    ("picamera2:1", "picamera2:1"),
+    ("rtsp://camera.local/stream", "rtsp://camera.local/stream"),
+])
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(tmp_path, monkeypatch, source, anchored):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "device.toml").write_text(f'model = "model.tflite"\nlabels = "../labels.txt"\n'
+                                        f'jsonl = "results.jsonl"\nsource = "{source}"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = parse("--config", "etc/device.toml", "--http", "off")
+    folder = Path("etc")
+    assert settings.model == folder / "model.tflite" and settings.labels == folder / "../labels.txt"
+    assert settings.jsonl == str(folder / "results.jsonl")
+    assert settings.source == anchored.format(folder=folder)
+
+
+def test_paths_given_as_flags_stay_relative_to_the_working_directory(tmp_path):
+    config = tmp_path / "device.toml"
+    config.write_text('model = "/opt/model.tflite"\njsonl = "-"\n')
+    settings = parse("--config", str(config), "--labels", "labels.txt", "--source", "folder:photos")
+    assert settings.model == Path("/opt/model.tflite") and settings.jsonl == "-"
+    assert settings.labels == Path("labels.txt") and settings.source == "folder:photos"
