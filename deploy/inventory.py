@@ -62,11 +62,11 @@ class Inventory:
         return [self.hosts[name] for name in self.groups[group]]
 
     def host(self, name: str, **ssh: Any) -> Host:
-        """The listed host `name`, else one with the inventory's defaults and the given SSH settings
-        (for Fabric's -H)."""
-        if name in self.hosts:
-            return self.hosts[name]
+        """The listed host `name`, else one with the inventory's defaults; the given SSH settings (typed on
+        Fabric's -H) win over both."""
         given = {key: value for key, value in ssh.items() if value is not None}
+        if name in self.hosts:
+            return dataclasses.replace(self.hosts[name], **given)
         return _host(name, self.defaults, {"hostname": name, **given}, self.base)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fabric import Connection, task
+from fabric.connection import derive_shorthand
 from invoke.exceptions import Exit
 
 from device.errors import UserError
@@ -38,19 +39,32 @@ def one_line_errors(body):
     return wrapper
 
 
-def select_hosts(c, inventory: str | None, group: str | None) -> list[Host]:
-    """The host Fabric's -H gave (its inventory entry if listed, else the inventory's defaults), else the
-    inventory's hosts."""
+def select_hosts(c, inventory: str | None, group: str | None, argv: list[str] | None = None) -> list[Host]:
+    """The host Fabric's -H gave (its inventory entry if listed, else the inventory's defaults, with the user
+    and port typed on -H winning), else the inventory's hosts."""
     path = Path(inventory) if inventory else DEFAULT_INVENTORY
     loaded = load_inventory(path) if inventory or path.is_file() else Inventory({}, {})
     if isinstance(c, Connection):
-        # Fabric filled in its defaults (local user, port 22): pass on only what -H or ssh_config changed.
-        explicit = {"user": c.user if c.user != c.config.user else None,
-                    "port": c.port if c.port != c.config.port else None}
-        return [loaded.host(c.original_host, **explicit)]
+        typed = typed_hosts(sys.argv if argv is None else argv).get(c.original_host, {})
+        return [loaded.host(c.original_host, **typed)]
     if not loaded.hosts:
         raise InventoryError(f"no hosts: give -H user@host or an inventory (--inventory, or {DEFAULT_INVENTORY})")
     return loaded.select(group)
+
+
+def typed_hosts(argv: list[str]) -> dict[str, dict]:
+    """{host: {"user", "port"}} as typed on fab's -H/--hosts, None where not typed. Fabric's Connection fills
+    in its defaults (local user, port 22), so only the command line tells what the user asked for."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg in ("-H", "--hosts") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--hosts="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-H") and not arg.startswith("--") and len(arg) > 2:
+            value = arg[2:].lstrip("=")
+    shorthands = [derive_shorthand(h) for h in value.split(",")] if value else []
+    return {s["host"]: {"user": s["user"], "port": s["port"]} for s in shorthands}
 
 
 def finish(results: list[HostResult], as_json: bool) -> None:

@@ -75,7 +75,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_a_host_given_with_fabrics_h_takes_its_entry_or_the_defaults(tmp_path):
     inventory = load_inventory(write(tmp_path, FLEET))
-    assert inventory.host("greenhouse-1", user="root", port=22) == inventory.hosts["greenhouse-1"]
+    assert inventory.host("greenhouse-1") == inventory.hosts["greenhouse-1"]
+    assert (inventory.host("greenhouse-1", user="root", port=22).user,
+            inventory.host("greenhouse-1", user="root", port=22).port) == ("root", 22)
     adhoc = inventory.host("10.0.0.5", user="ops", port=2200)
     assert (adhoc.hostname, adhoc.user, adhoc.port, adhoc.daemon.source) == ("10.0.0.5", "ops", 2200, "picamera2")
     assert adhoc.known_hosts == tmp_path / "keys" / "known_hosts"
@@ -91,3 +93,22 @@ def test_an_inventory_of_defaults_only_serves_h_but_selects_nothing(tmp_path):
     assert inventory.host("pi5").user == "pi"
     with pytest.raises(InventoryError, match="lists no hosts"):
         inventory.select()
+
+
+def test_the_user_and_port_typed_on_h_win_over_the_inventory(tmp_path):
+    from fabric import Connection
+
+    from deploy.tasks import select_hosts
+
+    path = str(write(tmp_path, "defaults: {user: pi, port: 2222}\nhosts: {listed: {user: pi, port: 2200}}"))
+
+    def selected(host_string: str, *argv: str) -> tuple:
+        [host] = select_hosts(Connection(host_string), path, None, argv=["fab", *argv, "deploy"])
+        return host.user, host.port
+
+    # Equal to Fabric's own defaults (port 22, and the local user here), yet typed: they win.
+    local_user = Connection("x").config.user
+    assert selected(f"{local_user}@somepi:22", "-H", f"{local_user}@somepi:22") == (local_user, 22)
+    assert selected("listed:2022", "--hosts=other,listed:2022") == ("pi", 2022)
+    assert selected("root@listed", "-Hroot@listed") == ("root", 2200)
+    assert selected("somepi", "-H", "somepi") == ("pi", 2222)            # nothing typed: the inventory's

@@ -105,11 +105,12 @@ def test_ssh_settings_come_from_ssh_config_as_fabric_reads_them(lab, tmp_path):
         remote.close()
 
 
-def test_fabs_h_reaches_the_host_with_the_inventorys_defaults(lab, builder, tmp_path):
+def test_fabs_h_reaches_the_host_with_the_inventorys_defaults_and_its_own_user_and_port(lab, builder, tmp_path):
     server = lab.start_server("pi1")
     user = lab.host("pi1", server).user
     inventory = tmp_path / "fleet.yaml"
-    inventory.write_text(f"defaults: {{identity: {lab.identity}, known_hosts: {lab.known_hosts}, "
+    inventory.write_text(f"defaults: {{user: nobody-here, port: 1, identity: {lab.identity}, "
+                         f"known_hosts: {lab.known_hosts}, "
                          f"root: {tmp_path / 'root'}}}\n")
     done = run_fab(builder, "-H", f"{user}@127.0.0.1:{server.port}", "status", "--inventory", str(inventory))
     assert done.returncode == 1                                     # reached and asked: nothing deployed yet
