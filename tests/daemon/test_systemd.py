@@ -18,14 +18,23 @@ def directives() -> dict[str, str]:
     return dict(parser["Service"])
 
 
+def filters(text: str) -> list[str]:
+    """Every SystemCallFilter= line (configparser keeps only the last of a repeated key)."""
+    prefix = "SystemCallFilter="
+    return [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+
+
 def test_the_unit_is_hardened_without_hiding_the_camera():
     service = directives()
     assert service["Restart"] == "on-failure"
     assert service["User"] == "bloomkit" and service["SupplementaryGroups"] == "video"
-    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables", "ProtectControlGroups"):
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables", "ProtectControlGroups",
+                "RemoveIPC", "PrivateMounts"):
         assert service[key] == "yes", key
     assert service["ProtectSystem"] == "strict"
-    assert service["ReadWritePaths"] == "/var/lib/bloomkit", "only the data directory is writable"
+    assert service["StateDirectory"] == "bloomkit", "only the data directory is writable"
+    assert "ReadWritePaths" not in service, "StateDirectory= already makes it writable"
+    assert set(filters(UNIT.read_text())) == {"@system-service", "~@privileged @resources"}
     assert service["CapabilityBoundingSet"] == ""
     assert "PrivateDevices" not in service and "DevicePolicy" not in service, "the camera is a device"
 
