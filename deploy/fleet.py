@@ -15,6 +15,7 @@ from fabric import Config
 from deploy.build import Builder, validate_model
 from deploy.errors import DeployError, InventoryError
 from deploy.inventory import Host
+from deploy.releases import previous_release
 from deploy.report import CANCELLED, FAILED, OK, HostResult
 from deploy.ssh import Remote, connect
 from deploy.steps import HostSteps, Options, deploy_host, reason_for
@@ -127,19 +128,19 @@ def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, H
 
 
 def rollback_work(to: str | None, health_timeout: float) -> Callable[[HostSteps, HostResult], None]:
-    """Return to `to` (default: the newest release older than the current one); if that one is not
-    healthy, go back to where the host was."""
+    """Return to `to` (default: the newest release older than the current one that did not fail); if that
+    one is not healthy, mark it failed and go back to where the host was."""
     def work(steps: HostSteps, result: HostResult) -> None:
         facts = steps.facts
-        older = [r for r in sorted(facts.releases) if facts.current is None or r < facts.current]
-        target = to or (older[-1] if older else None)
+        target = to or previous_release(facts.releases, facts.current, facts.failed)
         if target is None or target not in facts.releases:
             result.stage = "rollback"
             raise DeployError(f"no release {to} on the host" if to else "no earlier release to roll back to")
         try:
             result.stage = "health"
             steps.activate(target, health_timeout)
-        except DeployError:
+        except DeployError as error:
+            steps.mark_failed(target, f"health: {error}")
             if facts.current is not None:
                 steps.activate(facts.current, health_timeout)
             raise

@@ -22,6 +22,7 @@ from deploy.build import Wheelhouse, sha256_file, write_sums
 from deploy.inventory import Host
 
 MODEL_NAME = "model.tflite"
+FAILED_MARKER = ".failed"      # in a release that failed its health check: never kept, never rolled back to
 HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
 
@@ -42,6 +43,9 @@ class Layout:
 
     def release(self, version: str) -> str:
         return f"{self.releases}/{version}"
+
+    def failed_marker(self, version: str) -> str:
+        return f"{self.release(version)}/{FAILED_MARKER}"
 
     def incoming(self, version: str) -> str:
         return f"{self.releases}/.incoming-{version}"
@@ -123,10 +127,16 @@ def _launcher(host: Host, config_name: str | None) -> str:
 
 
 def to_prune(releases: list[str], venv_of: dict[str, str], venvs: list[str], keep: int,
-             current: str) -> tuple[list[str], list[str]]:
-    """(releases, venvs) to delete: all but the newest `keep` releases (current always kept), and the
-    venvs no kept release uses."""
-    newest = sorted(releases, reverse=True)[:max(keep, 1)]
+             current: str, failed: list[str] = ()) -> tuple[list[str], list[str]]:
+    """(releases, venvs) to delete: all but the newest `keep` releases that did not fail (current always
+    kept), and the venvs no kept release uses."""
+    newest = sorted((r for r in releases if r not in failed), reverse=True)[:max(keep, 1)]
     kept = set(newest) | {current}
     used = {venv_of.get(release) for release in kept}
     return sorted(set(releases) - kept), sorted(set(venvs) - used)
+
+
+def previous_release(releases: list[str], current: str | None, failed: list[str]) -> str | None:
+    """The newest release older than `current` that did not fail: where a rollback returns to."""
+    older = [r for r in sorted(releases) if (current is None or r < current) and r not in failed]
+    return older[-1] if older else None

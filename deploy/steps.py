@@ -12,7 +12,7 @@ from typing import Callable
 from deploy.build import Builder, Target
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
-from deploy.releases import HOST_SCRIPTS, Bundle, Layout, new_version, stage, to_prune
+from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, Bundle, Layout, new_version, stage, to_prune
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.services import service_for
 from deploy.ssh import Remote, describe_ssh_error, quote
@@ -25,7 +25,7 @@ VENV_GROWTH = 4            # an installed venv takes about this many times its w
 # Run with the host's Python; only old syntax, so that a too-old Python is still reported clearly.
 FACTS_SCRIPT = r"""
 import json, os, platform, sys
-root = sys.argv[1]
+root, failed_marker = sys.argv[1:3]
 probe = root
 while not os.path.exists(probe):
     probe = os.path.dirname(probe)
@@ -54,12 +54,13 @@ try:
 except ImportError:
     has_venv = False
 releases = listing(os.path.join(root, "releases"))
+failed = [r for r in releases if os.path.exists(os.path.join(root, "releases", r, failed_marker))]
 venvs = [n for n in listing(os.path.join(root, "venvs")) if os.path.exists(os.path.join(root, "venvs", n, ".complete"))]
 print(json.dumps({
     "machine": platform.machine(), "os": os_release.get("PRETTY_NAME", platform.system()),
     "python": list(sys.version_info[:2]), "glibc": platform.libc_ver()[1], "free": disk.f_bavail * disk.f_frsize,
     "current": link(os.path.join(root, "current")), "identity": identity, "releases": releases,
-    "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
+    "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs, "failed": failed,
     "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
     "writable": os.access(probe, os.W_OK), "probe": probe}))
 """
@@ -79,6 +80,7 @@ class Facts:
     releases: list[str]
     venv_of: dict[str, str | None]
     venvs: list[str]
+    failed: list[str]          # releases marked as having failed their health check
     systemd: bool
     root_user: bool
     has_venv: bool
@@ -93,7 +95,7 @@ class Facts:
 
 # What a dry run assumes instead of asking the host: a Raspberry Pi OS Bookworm 64-bit with nothing deployed.
 DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 11], glibc="2.36", free=1 << 40,
-                     current=None, identity=None, releases=[], venv_of={}, venvs=[], systemd=True, root_user=False,
+                     current=None, identity=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True, root_user=False,
                      has_venv=True, writable=True, probe="/")
 
 
@@ -124,8 +126,9 @@ class HostSteps:
     def read_facts(self) -> Facts:
         check = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
                  f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; ")
-        command = check + quote(self.host.python, "-c", FACTS_SCRIPT, self.host.root)
-        shown = check + f"{shlex.quote(self.host.python)} -c '<deploy/steps.py FACTS_SCRIPT>' {quote(self.host.root)}"
+        arguments = quote(self.host.root, FAILED_MARKER)
+        command = check + f"{quote(self.host.python, '-c', FACTS_SCRIPT)} {arguments}"
+        shown = check + f"{shlex.quote(self.host.python)} -c '<deploy/steps.py FACTS_SCRIPT>' {arguments}"
         output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS), shown=shown)
         data = json.loads(output)
         data["python"] = tuple(data["python"])
@@ -235,6 +238,10 @@ class HostSteps:
         errors = [line for line in lines if "error" in line.lower()]
         return f"; log: {(errors or lines)[-1].strip()}" if lines else ""
 
+    def mark_failed(self, version: str, reason: str) -> None:
+        """Record on the host that `version` failed, so pruning drops it first and rollbacks skip it."""
+        self.remote.run(f"printf '%s\\n' {quote(reason)} > {quote(self.layout.failed_marker(version))}")
+
     def stop_and_clear(self) -> None:
         """After a failed first deploy: no earlier release to return to, so nothing stays live."""
         for command in self.service.stop():
@@ -245,7 +252,7 @@ class HostSteps:
         """Delete old releases and unused venvs; `current` (using `venv`) may be newer than the facts."""
         releases = sorted(set(self.facts.releases) | {current})
         venv_of = {**self.facts.venv_of, current: venv}
-        old_releases, old_venvs = to_prune(releases, venv_of, self.facts.venvs, keep, current)
+        old_releases, old_venvs = to_prune(releases, venv_of, self.facts.venvs, keep, current, self.facts.failed)
         doomed = [self.layout.release(r) for r in old_releases] + [self.layout.venv(v) for v in old_venvs]
         leftovers = f"{quote(self.layout.releases)}/.incoming-* {quote(self.layout.root)}/wheelhouses/*.incoming"
         self.remote.run(f"rm -rf {quote(*doomed) if doomed else ''} {leftovers}")
@@ -326,7 +333,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         result.stage = "connect" if isinstance(error, ConnectError) else stages.name
         if switched:
             stages.enter("rollback")
-            _roll_back(host, options, steps, result)
+            _roll_back(host, options, steps, result, bundle.version)
     finally:
         if steps is not None:
             steps.remote.close()
@@ -336,13 +343,15 @@ def deploy_host(host: Host, options: Options) -> HostResult:
     return result
 
 
-def _roll_back(host: Host, options: Options, failed: HostSteps, result: HostResult) -> None:
-    """Switch back to the release that was current, over a fresh connection (the old one may be gone)."""
+def _roll_back(host: Host, options: Options, failed: HostSteps, result: HostResult, version: str) -> None:
+    """Mark `version` failed and switch back to the release that was current, over a fresh connection (the
+    old one may be gone)."""
     failed.remote.close()
     try:
         steps = HostSteps(host, options.open_remote(host))
         steps.read_facts()
         try:
+            steps.mark_failed(version, f"{result.stage}: {result.reason}")
             if result.old is None:
                 steps.stop_and_clear()
                 result.new = None

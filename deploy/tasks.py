@@ -84,7 +84,7 @@ DEPLOY_HELP = {
 }
 ROLLBACK_HELP = {
     **FLEET_HELP,
-    "to": "the release to return to (default: the one before the current)",
+    "to": "the release to return to (default: the newest earlier one that did not fail)",
     "health-timeout": "seconds to wait for /healthz (default 60)",
 }
 

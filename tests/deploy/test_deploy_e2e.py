@@ -135,6 +135,13 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(broken, 30)))
     assert (result.status, result.stage) == (FAILED, "health") and "cannot load the model" in result.reason
     assert current(host) == before and healthz(host)["model"]["sha256"] == sha256_file(models.second)
+    assert (Path(host.root) / "releases" / broken / ".failed").read_text().startswith("health: ")
+
+    # A later good release: `rollback` (no --to) skips the failed one and returns to the last healthy one.
+    (result,) = deploy([host], models.first, builder)
+    assert result.status == OK and result.new > broken
+    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(None, 30)))
+    assert result.status == OK and current(host) == before
 
 
 def test_an_interrupted_upload_leaves_current_untouched(fleet, models, builder, tmp_path):

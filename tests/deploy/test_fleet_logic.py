@@ -11,7 +11,7 @@ import pytest
 from deploy.errors import DeployError, InventoryError
 from deploy.fleet import run_fleet
 from deploy.inventory import Host
-from deploy.releases import Layout, new_version, to_prune
+from deploy.releases import Layout, new_version, previous_release, to_prune
 from deploy.report import CANCELLED, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult, table, to_json
 from deploy.steps import DRY_RUN_FACTS, Facts, HostSteps
 
@@ -94,6 +94,16 @@ def test_prune_keeps_the_newest_and_current_and_the_venvs_they_use():
     assert gone == ["20260102T000000Z-b"]              # current (rolled back to) stays
     assert venvs == ["k0"]
     assert to_prune(releases, venv_of, ["k1", "k2", "k3"], keep=1, current=releases[3]) == (releases[:3], ["k1", "k2"])
+
+
+def test_failed_releases_are_pruned_first_and_never_rolled_back_to():
+    good1, good2, bad3, bad4, new5 = (f"2026010{i}T000000Z-x" for i in range(1, 6))
+    releases = [good1, good2, bad3, bad4, new5]
+    gone, _ = to_prune(releases, dict.fromkeys(releases, "k1"), ["k1"], keep=3, current=new5, failed=[bad3, bad4])
+    assert gone == [bad3, bad4]
+    assert previous_release(releases, new5, failed=[bad3, bad4]) == good2
+    assert previous_release(releases, good1, failed=[]) is None
+    assert previous_release(releases, None, failed=[new5]) == bad4
 
 
 def test_versions_sort_by_time_and_never_collide():
