@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -121,3 +122,48 @@ def test_split_is_stratified_disjoint_and_reproducible(flowers_dir):
 def test_split_fraction_must_be_inside_zero_and_one(flowers_dir, fraction):
     with pytest.raises(DataError, match="between 0 and 1"):
         DataLoader.from_folder(flowers_dir).split(fraction)
+
+
+def test_an_image_too_large_to_decode_is_skipped_up_front_without_a_raw_warning(photo, tmp_path, monkeypatch):
+    small = tmp_path / "small.jpg"
+    Image.open(photo).convert("RGB").resize((60, 40)).save(small)
+    # PIL warns (and `device.imaging.decode` refuses) above MAX_IMAGE_PIXELS: shrink it, not the test's memory
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)
+    root = _folder(tmp_path / "data", {"daisy": [small], "roses": [small]})
+    Image.new("RGB", (150, 90), (10, 200, 30)).save(root / "roses" / "huge.png")  # 1.35 × the limit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = DataLoader.from_folder(root)
+    assert [warning.category for warning in caught] == [SkippedFilesWarning]
+    assert [path for path, _ in data.skipped] == ["roses/huge.png"]
+    assert "exceeds limit" in data.skipped[0][1]
+    assert data.size == 2
+
+
+def test_a_16_bit_grayscale_png_keeps_its_tones(tmp_path):
+    gradient = np.tile(np.arange(0, 65536, 256, dtype=np.uint16), (4, 1))  # 0, 256, …, 65280
+    Image.fromarray(gradient).save(tmp_path / "gradient.png")
+    assert Image.open(tmp_path / "gradient.png").mode == "I;16"
+    rgb = imaging.decode(tmp_path / "gradient.png")
+    assert rgb.shape == (4, 256, 3)
+    np.testing.assert_array_equal(rgb[..., 0], np.tile(np.arange(256, dtype=np.uint8), (4, 1)))
+    assert (rgb == rgb[..., :1]).all()
+
+
+@pytest.mark.parametrize("save, expected, tolerance", [
+    # 50%-transparent red over nothing: PIL drops alpha, as the Task Library's RGB conversion does
+    (lambda path: Image.new("RGBA", (8, 8), (200, 40, 10, 128)).save(path / "alpha.png"), (200, 40, 10), 0),
+    (lambda path: Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path / "red.jpg", quality=95),
+     (255, 0, 0), 8),
+    (lambda path: Image.new("L", (8, 8), 77).save(path / "gray.png"), (77, 77, 77), 0),
+    (lambda path: Image.new("RGB", (8, 8), (30, 60, 90)).quantize(4).save(path / "palette.bmp"), (30, 60, 90), 0),
+    (lambda path: Image.new("RGB", (8, 8), (0, 0, 255)).save(
+        path / "frames.gif", save_all=True, append_images=[Image.new("RGB", (8, 8), (255, 255, 0))]),
+     (0, 0, 255), 0),
+])
+def test_each_format_decodes_to_its_known_colour(tmp_path, save, expected, tolerance):
+    save(tmp_path)
+    (path,) = tmp_path.iterdir()
+    rgb = imaging.decode(path)
+    assert rgb.shape == (*Image.open(path).size[::-1], 3) and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - expected).max() <= tolerance, (path.name, rgb[0, 0])
