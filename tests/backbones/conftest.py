@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def temporary_cache(tmp_path_factory):
+    """Package scope, so the other areas' caches (the arm64 rootfs, wheelhouses) stay where they were."""
     with pytest.MonkeyPatch.context() as patch:
         root = tmp_path_factory.mktemp("bloomkit-cache")
         patch.setenv("BLOOMKIT_CACHE", str(root))
