@@ -1,7 +1,10 @@
 """A pidfile service manager for hosts without systemd: start, stop, restart, status of the release's daemon.
 
-Runs `<root>/current/run-daemon` detached in its own session, output appended to `<root>/logs/daemon.log`,
-its pid in `<root>/run/daemon.pid`; `stop` ends the whole process group. Stdlib only: runs on the host.
+`start` runs a small supervisor detached in its own session (its pid in `<root>/run/supervisor.pid`); it
+runs `<root>/current/run-daemon` in its process group, output appended to `<root>/logs/daemon.log`, the
+daemon's pid in `<root>/run/daemon.pid`, and, like the systemd unit's Restart=on-failure, starts it again
+after a non-zero exit or a signal, waiting longer after each quick failure. `stop` ends the whole process
+group, supervisor and daemon together. Stdlib only: runs on the host.
 """
 import argparse
 import json
@@ -12,20 +15,24 @@ import sys
 import time
 
 STOP_TIMEOUT_S = 10
+START_TIMEOUT_S = 10
 MAX_LOG_BYTES = 5 * 1024 * 1024
+RESTART_DELAYS_S = (1, 2, 5, 10, 30)   # after the 1st, 2nd, … failure in a row; the last one repeats
+STABLE_S = 60                          # a daemon that ran this long before failing starts the delays afresh
 # In the daemon's command line: the launcher (briefly, until it execs) or `python -m device.cli run`.
 DAEMON_MARKERS = (b"run-daemon", b"device.cli")
+SUPERVISOR_MARKERS = (b"service.py",)
 
 
 def paths(root):
-    return {"pidfile": os.path.join(root, "run", "daemon.pid"), "log": os.path.join(root, "logs", "daemon.log"),
-            "command": os.path.join(root, "current", "run-daemon")}
+    return {"pidfile": os.path.join(root, "run", "daemon.pid"),
+            "supervisor": os.path.join(root, "run", "supervisor.pid"),
+            "log": os.path.join(root, "logs", "daemon.log"), "command": os.path.join(root, "current", "run-daemon")}
 
 
-def running_pid(root):
-    """The daemon's pid if it is alive, else None (a stale pidfile is removed). A pid now used by
-    another program, or a zombie, is not the daemon."""
-    pidfile = paths(root)["pidfile"]
+def _alive(pidfile, markers):
+    """The pid in `pidfile` if that process is alive and is what `markers` say, else None (a stale pidfile is
+    removed). A pid now used by another program, or a zombie, does not count."""
     try:
         with open(pidfile) as file:
             pid = int(file.read().strip())
@@ -35,61 +42,108 @@ def running_pid(root):
             state = file.read().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError):
         command, state = b"", ""
-    if not any(marker in command for marker in DAEMON_MARKERS) or state == "Z":
+    if not any(marker in command for marker in markers) or state == "Z":
         if os.path.exists(pidfile):
             os.remove(pidfile)
         return None
     return pid
 
 
+def running_pid(root):
+    """The daemon's pid if it is alive, else None (also between a failure and the supervisor's restart)."""
+    return _alive(paths(root)["pidfile"], DAEMON_MARKERS)
+
+
+def supervisor_pid(root):
+    return _alive(paths(root)["supervisor"], SUPERVISOR_MARKERS)
+
+
+def _write_pid(pidfile, pid):
+    with open(pidfile + ".new", "w") as file:
+        file.write("%d\n" % pid)
+    os.replace(pidfile + ".new", pidfile)
+
+
+def _log(where, text):
+    with open(where["log"], "ab") as log:
+        log.write(("--- %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), text)).encode())
+
+
 def start(root):
-    if running_pid(root):
+    """Start the supervisor, and return once it has started the daemon (so health checks find its pid)."""
+    if supervisor_pid(root):
         return
     where = paths(root)
     for directory in (os.path.dirname(where["pidfile"]), os.path.dirname(where["log"])):
         os.makedirs(directory, exist_ok=True)
-    if os.path.exists(where["log"]) and os.path.getsize(where["log"]) > MAX_LOG_BYTES:
-        os.replace(where["log"], where["log"] + ".1")
+    if os.path.exists(where["pidfile"]):
+        os.remove(where["pidfile"])
     with open(where["log"], "ab") as log, open(os.devnull, "rb") as devnull:
-        log.write(("--- %s starting %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                             os.path.realpath(os.path.join(root, "current")))).encode())
-        log.flush()
-        process = subprocess.Popen([where["command"]], cwd=root, stdin=devnull, stdout=log, stderr=log,
-                                   start_new_session=True)
-    temporary = where["pidfile"] + ".new"
-    with open(temporary, "w") as file:
-        file.write("%d\n" % process.pid)
-    os.replace(temporary, where["pidfile"])
+        supervisor = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "supervise"],
+                                      cwd=root, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
+    _write_pid(where["supervisor"], supervisor.pid)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not os.path.exists(where["pidfile"]) and supervisor.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def supervise(root):
+    """Run the daemon; start it again after a failure, as systemd's Restart=on-failure; return on a clean exit."""
+    where = paths(root)
+    failures = 0
+    while True:
+        if os.path.exists(where["log"]) and os.path.getsize(where["log"]) > MAX_LOG_BYTES:
+            os.replace(where["log"], where["log"] + ".1")
+        _log(where, "starting %s" % os.path.realpath(os.path.join(root, "current")))
+        started = time.monotonic()
+        with open(where["log"], "ab") as log, open(os.devnull, "rb") as devnull:
+            daemon = subprocess.Popen([where["command"]], cwd=root, stdin=devnull, stdout=log, stderr=log)
+        _write_pid(where["pidfile"], daemon.pid)
+        code = daemon.wait()
+        if code == 0:
+            _log(where, "daemon exited cleanly: not restarting")
+            return
+        failures = 1 if time.monotonic() - started >= STABLE_S else failures + 1
+        delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
+        _log(where, "daemon %s: restarting in %d s" % (
+            "killed by signal %d" % -code if code < 0 else "exited with status %d" % code, delay))
+        time.sleep(delay)
 
 
 def stop(root):
-    pid = running_pid(root)
-    if pid is None:
-        return
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and running_pid(root) == pid:
-        time.sleep(0.1)
-    if running_pid(root) == pid:
-        os.killpg(pid, signal.SIGKILL)
-    if os.path.exists(paths(root)["pidfile"]):
-        os.remove(paths(root)["pidfile"])
+    """SIGTERM to the supervisor's process group (supervisor and daemon), SIGKILL after STOP_TIMEOUT_S."""
+    group = supervisor_pid(root)
+    if group is not None:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and (supervisor_pid(root) or running_pid(root)):
+            time.sleep(0.1)
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pidfile in (paths(root)["pidfile"], paths(root)["supervisor"]):
+        if os.path.exists(pidfile):
+            os.remove(pidfile)
 
 
 def status(root):
     pid = running_pid(root)
-    print(json.dumps({"running": pid is not None, "pid": pid}))
+    print(json.dumps({"running": pid is not None, "pid": pid, "supervisor": supervisor_pid(root)}))
     return 0 if pid else 3
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="the deploy root (holds current/, run/, logs/)")
-    parser.add_argument("action", choices=("start", "stop", "restart", "status"))
+    parser.add_argument("action", choices=("start", "stop", "restart", "status", "supervise"),
+                        help="supervise: what start runs detached")
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
     if args.action == "status":
         return status(root)
+    if args.action == "supervise":
+        return supervise(root)
     if args.action in ("stop", "restart"):
         stop(root)
     if args.action in ("start", "restart"):

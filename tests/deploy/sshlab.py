@@ -113,8 +113,9 @@ class SshLab:
 
 
 def stop_daemon(root: Path) -> None:
-    """Stop a test host's daemon, as the teardown must leave no process behind."""
-    pidfile = root / "run" / "daemon.pid"
+    """Stop a test host's daemon and its supervisor (one process group), as the teardown must leave no
+    process behind."""
+    pidfile = root / "run" / "supervisor.pid"
     if pidfile.is_file():
         try:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)

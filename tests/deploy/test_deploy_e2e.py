@@ -3,8 +3,10 @@ and the real `device run` serving /healthz from flower photos. The first deploy 
 each later test starts by deploying what it needs, so it holds on its own."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import threading
 import time
 import urllib.error
@@ -102,6 +104,20 @@ def test_a_repeat_deploy_restarts_a_current_release_that_is_not_healthy(fleet, m
     (result,) = deploy([host], models.first, builder)
     assert (result.status, result.reason) == (OK, "was current but not healthy: restarted")
     assert current(host) == before and healthz(host)["model"]["sha256"] == sha256_file(models.first)
+
+
+def test_a_daemon_killed_with_sigkill_comes_back_healthy(fleet, models, builder):
+    host = fleet.hosts[1]
+    deploy([host], models.first, builder)
+    killed = daemon_pid(host)
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if daemon_pid(host) != killed and healthz(host)["status"] == "ok":
+                break
+        time.sleep(0.2)
+    assert daemon_pid(host) != killed and healthz(host)["model"]["sha256"] == sha256_file(models.first)
 
 
 def test_a_model_only_redeploy_reuses_the_venv(fleet, models, builder):

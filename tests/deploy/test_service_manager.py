@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,17 +46,20 @@ def alive(pid: int) -> bool:
 
 
 def test_start_detaches_restart_replaces_stop_ends_it(root):
-    assert service(root, "status").returncode == 3 and status(root) == {"running": False, "pid": None}
+    assert service(root, "status").returncode == 3
+    assert status(root) == {"running": False, "pid": None, "supervisor": None}
     assert service(root, "start").returncode == 0
-    first = status(root)["pid"]
-    assert alive(first) and os.getsid(first) == first                 # its own session: survives the ssh one
+    first, supervisor = status(root)["pid"], status(root)["supervisor"]
+    assert alive(first) and os.getsid(first) == supervisor != os.getsid(0)   # its own session: survives ssh's
     service(root, "start")
     assert status(root)["pid"] == first                               # start is idempotent
     service(root, "restart")
     second = status(root)["pid"]
     assert second != first and alive(second) and not alive(first)
+    third_supervisor = status(root)["supervisor"]
     service(root, "stop")
-    assert not alive(second) and not (root / "run" / "daemon.pid").exists()
+    assert not alive(second) and not alive(third_supervisor) and not alive(supervisor)
+    assert not (root / "run" / "daemon.pid").exists() and not (root / "run" / "supervisor.pid").exists()
     deadline = time.monotonic() + 10
     while "up" not in (root / "logs" / "daemon.log").read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -70,3 +74,28 @@ def test_a_stale_or_foreign_pid_is_not_the_daemon(root):
     assert status(root)["running"] is False and not pidfile.exists()
     service(root, "stop")                                             # and stop must not kill it
     assert alive(os.getpid())
+
+
+def wait_for(condition, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_daemon_that_dies_is_restarted_and_a_clean_exit_is_not(root):
+    service(root, "start")
+    first = status(root)["pid"]
+    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: status(root)["running"] and status(root)["pid"] != first)
+    second = status(root)["pid"]
+    assert alive(second) and not alive(first)
+    assert "daemon killed by signal 9: restarting in 1 s" in (root / "logs" / "daemon.log").read_text()
+
+    # A clean exit (status 0) is a stop, as with systemd's Restart=on-failure: nothing starts again.
+    supervisor = status(root)["supervisor"]
+    (root / "releases" / "r1" / "run-daemon").write_text("#!/bin/sh\nexit 0\n")
+    os.kill(second, signal.SIGKILL)
+    assert wait_for(lambda: not alive(supervisor))
+    assert "daemon exited cleanly: not restarting" in (root / "logs" / "daemon.log").read_text()
+    assert status(root)["running"] is False
