@@ -32,6 +32,27 @@ def test_unusable_data_folders_are_one_line_and_exit_1(tmp_path, capsys, make, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("export_dir", ["/proc/bloomkit-export", "{tmp}/a-file/out"])
+def test_an_unusable_export_dir_is_one_line_before_any_data_is_read(tmp_path, capsys, export_dir):
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["train", "--data", str(tmp_path / "missing"), "--export-dir", export_dir.format(tmp=tmp_path)]) == 1
+    assert "cannot write to --export-dir" in _error_line(capsys)
+
+
+def test_the_default_export_dir_is_export_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").write_text("a file where the folder would go")
+    assert main(["train", "--data", str(tmp_path / "missing")]) == 1
+    assert "cannot write to --export-dir export" in _error_line(capsys)
+
+
+def test_a_bad_model_spec_is_one_line_before_any_data_is_read(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing"), "--model-spec", "bogus",
+                 "--export-dir", str(tmp_path / "out")]) == 1
+    assert "unknown model spec 'bogus'" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("split", ["abc", "1", "0", "1.5"])
 def test_a_bad_split_is_one_line_and_exit_1(tiny_flowers, tmp_path, capsys, split):
     assert main(["train", "--data", str(tiny_flowers), "--split", split, "--export-dir", str(tmp_path)]) == 1

@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="default 32")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8",
                         help="int8 (default: full integer, uint8 input and output), float16, dynamic, float32")
-    parser.add_argument("--export-dir", type=Path, default=Path("."), metavar="DIR",
-                        help="where model.tflite, labels.txt and the report go (default: here)")
+    parser.add_argument("--export-dir", type=Path, default=Path("export"), metavar="DIR",
+                        help="where model.tflite, labels.txt and the report go (default: export)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split and training (default 0)")
     parser.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
     parser.set_defaults(func=run)
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
+    from trainer import model_spec
     from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
@@ -43,16 +44,22 @@ def run(args: argparse.Namespace) -> int:
     for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
         if value < 1:
             raise UserError(f"{option} must be at least 1, not {value}")
-    if args.data is None:
-        try:
-            args.data = flower_photos()
-        except DatasetUnavailable as error:
-            raise UserError(str(error)) from None
-    data = load_folder(args.data)
-    train_data, test_data = data.split(fraction, seed=args.seed)
-    if test_data.size == 0:
-        raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
-    check_batch_fits(train_data, args.batch_size)
+    model_spec.get(args.model_spec)
+    created = _make_export_dir(args.export_dir)
+    try:
+        if args.data is None:
+            try:
+                args.data = flower_photos()
+            except DatasetUnavailable as error:
+                raise UserError(str(error)) from None
+        data = load_folder(args.data)
+        train_data, test_data = data.split(fraction, seed=args.seed)
+        if test_data.size == 0:
+            raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
+        check_batch_fits(train_data, args.batch_size)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
 
     from trainer.training_run import train_export_evaluate
 
@@ -64,6 +71,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+def _make_export_dir(folder: Path) -> list[Path]:
+    """Create `folder` and prove it writable before any work, rather than fail after training.
+
+    Returns the folders this created, deepest first, so a run that stops early can leave no trace.
+    """
+    import tempfile
+
+    from device.errors import UserError
+
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write to --export-dir {folder}: {error.strerror or error}") from None
+    return created
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _fraction(text: str) -> float:
