@@ -21,6 +21,12 @@ class InventoryError(DeployError):
     stage = "inventory"
 
 
+class OptionError(DeployError):
+    """A command-line option has a value that makes no sense."""
+
+    stage = "options"
+
+
 class ModelError(DeployError):
     """The model fails local validation, so it is never shipped."""
 

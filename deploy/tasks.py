@@ -11,7 +11,7 @@ from fabric.connection import derive_shorthand
 from invoke.exceptions import Exit
 
 from device.errors import UserError
-from deploy.errors import DeployError, InventoryError
+from deploy.errors import DeployError, InventoryError, OptionError
 from deploy.inventory import Host, Inventory, load_inventory
 from deploy.report import HostResult, table, to_json
 
@@ -67,6 +67,16 @@ def typed_hosts(argv: list[str]) -> dict[str, dict]:
     return {s["host"]: {"user": s["user"], "port": s["port"]} for s in shorthands}
 
 
+def number(option: str, value: str | float, kind: type[int] | type[float]) -> int | float:
+    """An option's value as a number (the numeric options are strings to fab, so that a typo is one line
+    here rather than invoke's traceback)."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise OptionError(f"{option} must be {'a whole number' if kind is int else 'a number'}, "
+                          f"not {value!r}") from None
+
+
 def finish(results: list[HostResult], as_json: bool) -> None:
     print(to_json(results) if as_json else table(results))
     if not all(r.ok for r in results):
@@ -91,8 +101,8 @@ ROLLBACK_HELP = {
 
 @task(auto_shortflags=False, help=DEPLOY_HELP)
 @one_line_errors
-def deploy(c, model=None, inventory=None, group=None, parallel=4, canary=None, max_failures=0.5, keep=3,
-           health_timeout=60.0, json_=False, dry_run=False, accept_new_host_keys=False):
+def deploy(c, model=None, inventory=None, group=None, parallel="4", canary=None, max_failures="0.5", keep="3",
+           health_timeout="60", json_=False, dry_run=False, accept_new_host_keys=False):
     """Deploy a model (and this checkout's device code) to one host or a fleet, with automatic rollback."""
     from deploy.fleet import deploy_fleet
 
@@ -101,34 +111,36 @@ def deploy(c, model=None, inventory=None, group=None, parallel=4, canary=None, m
     hosts = select_hosts(c, inventory, group)
     # With --json, stdout carries the report only: a dry run's commands go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():
-        results = deploy_fleet(hosts, Path(model), keep=int(keep), health_timeout=float(health_timeout),
+        results = deploy_fleet(hosts, Path(model), keep=number("--keep", keep, int),
+                               health_timeout=number("--health-timeout", health_timeout, float),
                                dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=c.config,
-                               parallel=int(parallel), canary=canary, max_failures=float(max_failures),
-                               quiet=json_)
+                               parallel=number("--parallel", parallel, int), canary=canary,
+                               max_failures=number("--max-failures", max_failures, float), quiet=json_)
     finish(results, json_)
 
 
 @task(auto_shortflags=False, help=ROLLBACK_HELP)
 @one_line_errors
-def rollback(c, inventory=None, group=None, to=None, parallel=4, health_timeout=60.0, json_=False,
+def rollback(c, inventory=None, group=None, to=None, parallel="4", health_timeout="60", json_=False,
              accept_new_host_keys=False):
     """Return each host to its previous release (or --to VERSION), confirming health."""
     from deploy.fleet import host_job, remote_opener, rollback_work, run_fleet
 
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    job = host_job(opener, rollback_work(to, float(health_timeout)))
-    finish(run_fleet(select_hosts(c, inventory, group), job, parallel=int(parallel), max_failures=1.0), json_)
+    job = host_job(opener, rollback_work(to, number("--health-timeout", health_timeout, float)))
+    finish(run_fleet(select_hosts(c, inventory, group), job, parallel=number("--parallel", parallel, int),
+                     max_failures=1.0), json_)
 
 
 @task(auto_shortflags=False, help=FLEET_HELP)
 @one_line_errors
-def status(c, inventory=None, group=None, parallel=4, json_=False, accept_new_host_keys=False):
+def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_host_keys=False):
     """Release, health, fps and model of each host."""
     from deploy.fleet import host_job, remote_opener, run_fleet, status_work
 
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, status_work), parallel=int(parallel),
-                        max_failures=1.0)
+    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, status_work),
+                        parallel=number("--parallel", parallel, int), max_failures=1.0)
     if json_:
         return finish(results, True)
     for r in results:
@@ -140,12 +152,14 @@ def status(c, inventory=None, group=None, parallel=4, json_=False, accept_new_ho
 
 @task(auto_shortflags=False, help={**HOST_HELP, "lines": "lines of log per host (default 50)"})
 @one_line_errors
-def logs(c, inventory=None, group=None, lines=50, accept_new_host_keys=False):
+def logs(c, inventory=None, group=None, lines="50", accept_new_host_keys=False):
     """The daemon's recent log on each host (journald on systemd, else the pidfile manager's log file)."""
     from deploy.fleet import host_job, remote_opener, run_fleet
 
+    count = number("--lines", lines, int)
+
     def show(steps, result):
-        text = steps.remote.run(steps.service.logs(int(lines)))
+        text = steps.remote.run(steps.service.logs(count))
         print(f"==> {steps.host.name} <==\n{text.rstrip()}\n", file=sys.stdout, flush=True)
         result.status = "OK"
 

@@ -123,3 +123,14 @@ def test_deploy_help_prints_help_with_model_as_an_option(builder):
     assert "--model=STRING" in done.stdout and "Usage: fab" in done.stdout
     done = run_fab(builder, "-H", "pi@nowhere.invalid", "deploy")
     assert done.returncode == 1 and done.stderr.strip() == "fab: error: give the model to deploy: fab deploy --model FILE"
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--health-timeout", "abc", "--health-timeout must be a number, not 'abc'"),
+    ("--max-failures", "1.5x", "--max-failures must be a number, not '1.5x'"),
+    ("--parallel", "2.5", "--parallel must be a whole number, not '2.5'"),
+])
+def test_a_bad_number_is_one_line(builder, reference_model, option, value, expected):
+    done = run_fab(builder, "-H", "pi@x.invalid", "deploy", "--model", str(reference_model), "--dry-run",
+                   option, value)
+    assert done.returncode == 1 and done.stderr.strip() == f"fab: error: {expected}"
