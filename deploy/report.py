@@ -5,7 +5,8 @@ import json
 from dataclasses import asdict, dataclass
 
 OK, SKIPPED, FAILED, ROLLED_BACK, CANCELLED = "OK", "SKIPPED", "FAILED", "ROLLED_BACK", "CANCELLED"
-SUCCESS = (OK, SKIPPED)
+DRY_RUN = "DRY-RUN"            # a dry run went through every stage without touching the host
+SUCCESS = (OK, SKIPPED, DRY_RUN)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from deploy.build import Builder, Target
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
 from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, Bundle, Layout, new_version, stage, to_prune
-from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
+from deploy.report import DRY_RUN, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.services import service_for
 from deploy.ssh import Remote, describe_ssh_error, quote
 
@@ -327,7 +327,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         steps.wait_healthy(options.health_timeout)
         stages.enter("prune")
         steps.prune(options.keep, bundle.version, wheelhouse.key)
-        result.status = OK
+        result.status = DRY_RUN if steps.remote.dry_run else OK
     except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
         result.status, result.reason = FAILED, reason_for(error, steps)
         result.stage = "connect" if isinstance(error, ConnectError) else stages.name

@@ -77,12 +77,12 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
     for expected in ["[pi1] $ command -v /usr/bin/python3", "pip download", "--platform manylinux_2_36_aarch64",
                      f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "sha256sum --quiet --strict -c",
                      "-m venv --without-pip --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
-                     "systemctl restart bloomkit-device.service", "health.py", "OK"]:
+                     "systemctl restart bloomkit-device.service", "health.py", "DRY-RUN"]:
         assert expected in out, expected
     assert not Path(root).exists()
     done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])),
                    "--dry-run", "--json")
-    assert json.loads(done.stdout)[0]["status"] == "OK" and "ln -sfn releases/" in done.stderr
+    assert json.loads(done.stdout)[0]["status"] == "DRY-RUN" and "ln -sfn releases/" in done.stderr
 
 
 def test_bad_input_is_one_line(lab, tmp_path, builder):
