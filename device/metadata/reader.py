@@ -221,9 +221,9 @@ def _labels(data: bytes, metadata: _Metadata | None, labels_file: str | os.PathL
     if labels_file is not None:
         text, source = _read_file(labels_file, f"labels file {os.fspath(labels_file)}"), os.fspath(labels_file)
     elif metadata is None:
-        raise NoMetadataError("model has no metadata; name its labels file")
+        raise NoMetadataError("model has no metadata; name its labels file (--labels labels.txt)")
     elif metadata.labels_file is None:
-        raise NoMetadataError("model's metadata has no labels file; name one")
+        raise NoMetadataError("model's metadata has no labels file; name one (--labels labels.txt)")
     else:
         text, source = archive.read_file(data, metadata.labels_file), metadata.labels_file
     try:

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from device.metadata import read_model_info
 from tests.conftest import REPO
+from tests.device.tiny_models import channel_mean_model
 from trainer.cli import main
 
 
@@ -95,6 +97,53 @@ def test_evaluate_rejects_a_folder_with_labels_the_model_lacks(reference_model, 
     shutil.copytree(tiny_flowers / "roses", data / "cacti")
     assert main(["evaluate", str(reference_model), "--data", str(data)]) == 1
     assert "no label(s) cacti" in _error_line(capsys)
+
+
+def _rgb_model(tmp_path, *, metadata: bool) -> tuple:
+    """A TF-free model scoring each RGB channel's mean (labels r, g, b), and its labels.txt."""
+    from device.metadata import write_metadata
+
+    model = channel_mean_model("uint8", input_quantization=(1 / 255, 0), output_quantization=(1 / 256, 0))
+    if metadata:
+        model = write_metadata(model, ["r", "g", "b"], mean=[0], std=[255], name="channel-mean")
+    (tmp_path / "rgb.tflite").write_bytes(model)
+    (tmp_path / "labels.txt").write_text("r\ng\nb\n")
+    return tmp_path / "rgb.tflite", tmp_path / "labels.txt"
+
+
+def _colour_folder(root, layout: dict[str, list[tuple[int, int, int]]]):
+    for label, colours in layout.items():
+        (root / label).mkdir(parents=True)
+        for number, colour in enumerate(colours):
+            Image.new("RGB", (8, 8), colour).save(root / label / f"{number}.png")
+    return root
+
+
+def test_evaluate_takes_the_models_top_label_over_all_its_labels(tmp_path, capsys):
+    model, _ = _rgb_model(tmp_path, metadata=True)
+    # the sky-blue photo filed under g: the model says b, which the folder lacks, so it is wrong
+    data = _colour_folder(tmp_path / "data", {"r": [(250, 10, 10)], "g": [(10, 250, 10), (0, 100, 255)]})
+    assert main(["evaluate", str(model), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert result["labels"] == ["r", "g", "b"]
+    assert result["confusion_matrix"] == [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+
+
+def test_evaluate_a_model_without_metadata_with_labels(tmp_path, capsys):
+    model, labels = _rgb_model(tmp_path, metadata=False)
+    data = _colour_folder(tmp_path / "data", {"r": [(250, 10, 10)], "b": [(10, 10, 250)]})
+    assert main(["evaluate", str(model), "--data", str(data)]) == 1
+    assert "no metadata" in (error := _error_line(capsys)) and "--labels labels.txt" in error
+    assert main(["evaluate", str(model), "--data", str(data), "--labels", str(labels), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+
+
+def test_evaluate_names_a_model_that_is_not_one_before_reading_the_photos(tmp_path, capsys):
+    (tmp_path / "hostname").write_text("pi-kitchen\n")
+    assert main(["evaluate", str(tmp_path / "hostname"), "--data", str(tmp_path / "missing")]) == 1
+    error = _error_line(capsys)
+    assert str(tmp_path / "hostname") in error and "TFLite" in error
 
 
 @pytest.mark.slow

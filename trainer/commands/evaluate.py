@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "device's interpreter and report accuracy and per-label precision and recall.")
     parser.add_argument("model", type=Path, metavar="MODEL.tflite")
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per label")
+    parser.add_argument("--labels", type=Path, metavar="labels.txt", help="labels, for a model without metadata")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)
 
@@ -26,18 +27,22 @@ def run(args: argparse.Namespace) -> int:
 
     from trainer import report
     from trainer.data import load_folder
-    from trainer.tflite_eval import tflite_scores
+    from trainer.tflite_eval import folder_label_columns, model_scores, open_model
 
     started = time.perf_counter()
+    classifier = open_model(args.model, args.labels)
     data = load_folder(args.data)
-    counts = report.confusion_matrix(data.labels, tflite_scores(args.model, data).argmax(axis=1), data.num_classes)
+    truth = folder_label_columns(classifier, data)[data.labels]
+    predicted = model_scores(classifier, data).argmax(axis=1)  # over all the model's labels, as the device
+    labels = list(classifier.labels)
+    counts = report.confusion_matrix(truth, predicted, len(labels))
     result = {
         "model_path": os.fspath(args.model),
-        "labels": data.index_to_label,
+        "labels": labels,
         "count": data.size,
         "skipped": [{"path": path, "reason": reason} for path, reason in data.skipped],
         "accuracy": report.accuracy(counts),
-        "per_label": report.per_label(counts, data.index_to_label),
+        "per_label": report.per_label(counts, labels),
         "confusion_matrix": counts.tolist(),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -45,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"accuracy {result['accuracy']:.3f} on {data.size} photos ({len(data.skipped)} skipped)")
-        for label, scores in result["per_label"].items():
+        for label in data.index_to_label:
+            scores = result["per_label"][label]
             print(f"  {label}: precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, "
                   f"{scores['support']} photos")
     return 0
