@@ -60,7 +60,8 @@ print(json.dumps({
     "machine": platform.machine(), "os": os_release.get("PRETTY_NAME", platform.system()),
     "python": list(sys.version_info[:2]), "glibc": platform.libc_ver()[1], "free": disk.f_bavail * disk.f_frsize,
     "current": link(os.path.join(root, "current")), "identity": identity, "releases": releases,
-    "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs, "failed": failed,
+    "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
+    "failed": failed,
     "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
     "writable": os.access(probe, os.W_OK), "probe": probe}))
 """
@@ -95,8 +96,8 @@ class Facts:
 
 # What a dry run assumes instead of asking the host: a Raspberry Pi OS Bookworm 64-bit with nothing deployed.
 DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 11], glibc="2.36", free=1 << 40,
-                     current=None, identity=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True, root_user=False,
-                     has_venv=True, writable=True, probe="/")
+                     current=None, identity=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True,
+                     root_user=False, has_venv=True, writable=True, probe="/")
 
 
 @dataclass
@@ -217,8 +218,13 @@ class HostSteps:
         command = quote(self.host.python, f"{current}/{HOST_SCRIPTS}/health.py",
                         "--url", f"http://{address}:{port}/healthz", "--manifest", f"{current}/manifest.json",
                         "--timeout", timeout, *self.service.health_args())
-        output = self.remote.run(command + " || true", dry_output='{"healthy": true, "healthz": {}}')
-        answer = json.loads(output)
+        # health.py exits 1 when unhealthy, with its answer on stdout; what it says on stderr is why it could not run.
+        output = self.remote.run(command + " 2>&1 || true", dry_output='{"healthy": true, "healthz": {}}')
+        lines = output.strip().splitlines() or ["no output"]
+        try:
+            answer = json.loads(lines[-1])
+        except ValueError:
+            raise DeployError(f"the health check could not run on the host: {lines[-1].strip()}") from None
         if not answer["healthy"]:
             raise DeployError(answer["reason"] + self._last_log_line())
         return answer["healthz"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ConnectError, HostKeyError
+from deploy.errors import ConnectError, DeployError, HostKeyError
 from deploy.fleet import deploy_fleet
 from deploy.report import FAILED
 from deploy.inventory import Host
@@ -122,7 +122,8 @@ def test_deploy_help_prints_help_with_model_as_an_option(builder):
     assert done.returncode == 0, done.stderr
     assert "--model=STRING" in done.stdout and "Usage: fab" in done.stdout
     done = run_fab(builder, "-H", "pi@nowhere.invalid", "deploy")
-    assert done.returncode == 1 and done.stderr.strip() == "fab: error: give the model to deploy: fab deploy --model FILE"
+    assert done.returncode == 1
+    assert done.stderr.strip() == "fab: error: give the model to deploy: fab deploy --model FILE"
 
 
 @pytest.mark.parametrize("option, value, expected", [
@@ -134,3 +135,19 @@ def test_a_bad_number_is_one_line(builder, reference_model, option, value, expec
     done = run_fab(builder, "-H", "pi@x.invalid", "deploy", "--model", str(reference_model), "--dry-run",
                    option, value)
     assert done.returncode == 1 and done.stderr.strip() == f"fab: error: {expected}"
+
+
+def test_a_health_check_that_cannot_run_says_why_in_one_line(lab):
+    from deploy.steps import HostSteps
+
+    host = lab.host("pi1", lab.start_server("pi1"))
+    steps = HostSteps(host, Remote("pi1", connect(host)))
+    try:
+        steps.read_facts()                                # nothing deployed: no health.py on the host
+        with pytest.raises(DeployError) as caught:
+            steps.wait_healthy(0)
+    finally:
+        steps.remote.close()
+    message = str(caught.value)
+    assert message.startswith("the health check could not run on the host: ") and "\n" not in message
+    assert "health.py" in message and "No such file" in message
