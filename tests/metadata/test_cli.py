@@ -16,6 +16,8 @@ import pytest
 
 from device import cli as device_cli
 from device.metadata import read_model_info
+from device.metadata import write_metadata
+from tests.device.tiny_models import channel_mean_model
 from tests.metadata.conftest import FLOWERS
 from trainer import cli as trainer_cli
 
@@ -120,3 +122,39 @@ def test_trainer_metadata_refuses_and_keeps_the_output(bare_model, tmp_path, tra
     assert out.read_bytes() == b"precious"
     done = trainer_metadata(bare_model, "--labels", labels, "--mean", "1", "-o", out)
     assert done.returncode == 1 and "--mean and --std together" in done.stderr
+
+
+def _rgb_model(path, **metadata):
+    """A TF-free uint8 model with 3 outputs (input scale 1/255); with metadata when given its fields."""
+    model = channel_mean_model("uint8", input_quantization=(1 / 255, 0), output_quantization=(1 / 256, 0))
+    path.write_bytes(write_metadata(model, ["r", "g", "b"], **metadata) if metadata else model)
+    return path
+
+
+def test_trainer_metadata_keeps_what_the_existing_metadata_says(tmp_path, trainer_metadata):
+    model = _rgb_model(tmp_path / "rgb.tflite", mean=[127.0], std=[128.0], name="custom", version="v7",
+                       description="colours", author="someone", license="MIT")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    done = trainer_metadata(model, "--labels", tmp_path / "labels.txt", "-o", tmp_path / "out.tflite")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("3 labels, mean 127, std 128")
+    info = read_model_info(tmp_path / "out.tflite")
+    assert info.labels == ("red", "green", "blue")
+    assert (info.mean, info.std) == ((127.0,), (128.0,))
+    assert (info.name, info.version, info.description, info.author, info.license) == (
+        "custom", "v7", "colours", "someone", "MIT")
+
+    done = trainer_metadata(model, "--labels", tmp_path / "labels.txt", "--name", "renamed", "--mean", "0",
+                            "--std", "255", "-o", tmp_path / "out.tflite")
+    info = read_model_info(tmp_path / "out.tflite")
+    assert (info.name, info.version, info.mean, info.std) == ("renamed", "v7", (0.0,), (255.0,))
+
+
+def test_trainer_metadata_on_a_bare_model_takes_a_clean_std_from_the_quantization(tmp_path, trainer_metadata):
+    model = _rgb_model(tmp_path / "bare.tflite")
+    (tmp_path / "labels.txt").write_text("r\ng\nb\n")
+    done = trainer_metadata(model, "--labels", tmp_path / "labels.txt", "-o", tmp_path / "out.tflite")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("3 labels, mean 0, std 255")
+    info = read_model_info(tmp_path / "out.tflite")
+    assert (info.mean, info.std, info.name, info.version) == ((0.0,), (255.0,), "bare", "v1")
