@@ -27,17 +27,11 @@ def connect(host: Host, *, config: Config | None = None, accept_new_host_keys: b
     conn = Connection(host.hostname or host.name, user=host.user, port=host.port, config=config or Config(),
                       connect_timeout=int(timeout), connect_kwargs=connect_kwargs)
     conn.connect_kwargs.update(allow_agent=True, password=None, banner_timeout=timeout, auth_timeout=timeout)
-    known_hosts = _known_hosts_file(host, conn)
-    client = conn.client
-    if known_hosts is None:
-        for path in (SYSTEM_KNOWN_HOSTS, USER_KNOWN_HOSTS):
-            if path.is_file():
-                client.load_system_host_keys(str(path))
-    elif known_hosts.is_file():
-        client.load_host_keys(str(known_hosts))
-    record_to = known_hosts or USER_KNOWN_HOSTS
-    policy = _RecordNewKey(record_to) if accept_new_host_keys else _RefuseUnknownKey(record_to)
-    client.set_missing_host_key_policy(policy)
+    # The target, and every ProxyJump hop Fabric made from ssh_config (it gives those AutoAddPolicy).
+    hop = conn
+    while isinstance(hop, Connection):
+        _check_host_keys(hop, _known_hosts_file(host, hop), accept_new_host_keys)
+        hop = hop.gateway
     try:
         conn.open()
     except BaseException as error:
@@ -46,6 +40,19 @@ def connect(host: Host, *, config: Config | None = None, accept_new_host_keys: b
             raise
         raise ConnectError(describe_ssh_error(error, conn)) from None
     return conn
+
+
+def _check_host_keys(conn: Connection, known_hosts: Path | None, accept_new: bool) -> None:
+    """Trust only the keys in `known_hosts` (default: the system's and the user's files)."""
+    client = conn.client
+    if known_hosts is None:
+        for path in (SYSTEM_KNOWN_HOSTS, USER_KNOWN_HOSTS):
+            if path.is_file():
+                client.load_system_host_keys(str(path))
+    elif known_hosts.is_file():
+        client.load_host_keys(str(known_hosts))
+    record_to = known_hosts or USER_KNOWN_HOSTS
+    client.set_missing_host_key_policy(_RecordNewKey(record_to) if accept_new else _RefuseUnknownKey(record_to))
 
 
 def _known_hosts_file(host: Host, conn: Connection) -> Path | None:

@@ -151,3 +151,26 @@ def test_a_health_check_that_cannot_run_says_why_in_one_line(lab):
     message = str(caught.value)
     assert message.startswith("the health check could not run on the host: ") and "\n" not in message
     assert "health.py" in message and "No such file" in message
+
+
+def test_a_proxyjump_hosts_key_is_checked_strictly_too(lab, tmp_path):
+    from fabric import Config
+
+    jump, target = lab.start_server("jump", trusted=False), lab.start_server("pi1")
+    user = lab.host("pi1", target).user
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(f"Host greenhouse-7\n  HostName 127.0.0.1\n  Port {target.port}\n  User {user}\n"
+                          f"  ProxyJump {user}@localhost:{jump.port}\n"    # not 127.0.0.1: Fabric skips a hop
+                                                                            # named as the target
+                          f"Host *\n  IdentityFile {lab.identity}\n  UserKnownHostsFile {lab.known_hosts}\n")
+    config = Config(runtime_ssh_path=str(ssh_config))
+    before = lab.known_hosts.read_text()
+    with pytest.raises(HostKeyError, match=f"unknown host key for \\[localhost\\]:{jump.port}"):
+        connect(Host(name="greenhouse-7"), config=config)
+    assert lab.known_hosts.read_text() == before                            # never recorded silently
+    connect(Host(name="greenhouse-7"), config=config, accept_new_host_keys=True).close()
+    remote = Remote("greenhouse-7", connect(Host(name="greenhouse-7"), config=config))
+    try:
+        assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(target.port)   # through the jump host
+    finally:
+        remote.close()
