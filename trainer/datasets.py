@@ -11,6 +11,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 FLOWER_PHOTOS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 
 
@@ -32,9 +34,10 @@ def flower_photos(download: bool = True) -> Path:
         raise DatasetUnavailable(f"flower_photos is not cached in {target}")
     try:
         _download_and_extract(FLOWER_PHOTOS_URL, target)
-    except OSError as error:
+    except (OSError, tarfile.TarError) as error:
+        what = "download" if isinstance(error, OSError) else "unpack the download of"
         raise DatasetUnavailable(
-            f"could not download flower_photos ({error.__class__.__name__}: {error}); "
+            f"could not {what} flower_photos ({error.__class__.__name__}: {' '.join(str(error).split())}); "
             "pass --data DIR to train on a local folder of labelled photos"
         ) from None
     return target
@@ -49,7 +52,10 @@ def _download_and_extract(url: str, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         archive = Path(scratch) / "flower_photos.tgz"
         with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm.wrapattr(out, "write", total=size, desc="Downloading flower_photos", unit="B",
+                               unit_scale=True, unit_divisor=1024, disable=None, leave=False) as counted:
+                shutil.copyfileobj(response, counted)
         with tarfile.open(archive) as tar:
             tar.extractall(scratch, filter="data")
         # Rename into place last, so an interrupted download never looks like a cached set.

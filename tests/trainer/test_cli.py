@@ -73,6 +73,62 @@ def test_without_data_cache_or_network_the_error_names_data(tmp_path, capsys, mo
     assert "--data" in _error_line(capsys)
 
 
+@pytest.fixture
+def captive_portal():
+    """The URL of a local server that answers every request with a web page, as a captive portal does."""
+    import http.server
+    import threading
+
+    class Portal(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            page = b"<html><body>Please sign in to the guest Wi-Fi</body></html>" + b" " * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/flower_photos.tgz"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_download_that_is_not_an_archive_is_one_line_naming_data(tmp_path, capsys, monkeypatch, captive_portal):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr("trainer.datasets.FLOWER_PHOTOS_URL", captive_portal)
+    assert main(["train", "--export-dir", str(tmp_path / "out")]) == 1
+    error = _error_line(capsys)
+    assert "could not unpack the download of flower_photos" in error and "--data" in error
+    assert not (tmp_path / "keras" / "datasets" / "flower_photos").exists()
+
+
+def test_the_download_shows_a_progress_bar_on_a_terminal(tmp_path, captive_portal):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    script = ("import trainer.datasets as d\n"
+              f"d.FLOWER_PHOTOS_URL = {captive_portal!r}\n"
+              "try:\n    d.flower_photos()\nexcept d.DatasetUnavailable:\n    pass\n")
+    terminal, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 lines, 100 columns
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, stderr=child_end, timeout=60,
+                          env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
+    os.set_blocking(terminal, False)
+    shown = os.read(terminal, 65536).decode(errors="replace")
+    os.close(child_end)
+    os.close(terminal)
+    assert done.returncode == 0
+    assert "Downloading flower_photos" in shown and "/97.7k" in shown  # 100,059 bytes, in KiB
+
+
 def test_evaluate_runs_the_reference_model_without_tensorflow(reference_model, tiny_flowers):
     script = (
         "import json, sys\n"
