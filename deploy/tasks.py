@@ -40,21 +40,27 @@ def one_line_errors(body):
 
 
 def select_hosts(c, inventory: str | None, group: str | None, argv: list[str] | None = None) -> list[Host]:
-    """The host Fabric's -H gave (its inventory entry if listed, else the inventory's defaults, with the user
-    and port typed on -H winning), else the inventory's hosts."""
+    """The hosts of Fabric's -H list (each its inventory entry if listed, else the inventory's defaults, with
+    the user and port typed on -H winning), else the inventory's hosts.
+
+    Fabric calls a task once per -H host; the call for the first host runs the whole list as one fleet (so
+    --parallel, --canary and --max-failures apply, and there is one report) and the others get no hosts."""
     path = Path(inventory) if inventory else DEFAULT_INVENTORY
     loaded = load_inventory(path) if inventory or path.is_file() else Inventory({}, {})
     if isinstance(c, Connection):
-        typed = typed_hosts(sys.argv if argv is None else argv).get(c.original_host, {})
-        return [loaded.host(c.original_host, **typed)]
+        typed = typed_hosts(sys.argv if argv is None else argv)
+        names = [name for name, _ in typed]
+        if c.original_host not in names:                    # a Connection not from the command line
+            return [loaded.host(c.original_host)]
+        return [loaded.host(name, **ssh) for name, ssh in typed] if c.original_host == names[0] else []
     if not loaded.hosts:
         raise InventoryError(f"no hosts: give -H user@host or an inventory (--inventory, or {DEFAULT_INVENTORY})")
     return loaded.select(group)
 
 
-def typed_hosts(argv: list[str]) -> dict[str, dict]:
-    """{host: {"user", "port"}} as typed on fab's -H/--hosts, None where not typed. Fabric's Connection fills
-    in its defaults (local user, port 22), so only the command line tells what the user asked for."""
+def typed_hosts(argv: list[str]) -> list[tuple[str, dict]]:
+    """[(host, {"user", "port"})] as typed on fab's -H/--hosts, None where not typed. Fabric's Connection
+    fills in its defaults (local user, port 22), so only the command line tells what the user asked for."""
     value = None
     for i, arg in enumerate(argv):
         if arg in ("-H", "--hosts") and i + 1 < len(argv):
@@ -64,7 +70,7 @@ def typed_hosts(argv: list[str]) -> dict[str, dict]:
         elif arg.startswith("-H") and not arg.startswith("--") and len(arg) > 2:
             value = arg[2:].lstrip("=")
     shorthands = [derive_shorthand(h) for h in value.split(",")] if value else []
-    return {s["host"]: {"user": s["user"], "port": s["port"]} for s in shorthands}
+    return [(s["host"], {"user": s["user"], "port": s["port"]}) for s in shorthands]
 
 
 def number(option: str, value: str | float, kind: type[int] | type[float]) -> int | float:
@@ -109,6 +115,8 @@ def deploy(c, model=None, inventory=None, group=None, parallel="4", canary=None,
     if model is None:
         raise DeployError("give the model to deploy: fab deploy --model FILE")
     hosts = select_hosts(c, inventory, group)
+    if not hosts:
+        return                                          # covered by the call for the first -H host
     # With --json, stdout carries the report only: a dry run's commands go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():
         results = deploy_fleet(hosts, Path(model), keep=number("--keep", keep, int),
@@ -126,10 +134,12 @@ def rollback(c, inventory=None, group=None, to=None, parallel="4", health_timeou
     """Return each host to its previous release (or --to VERSION), confirming health."""
     from deploy.fleet import host_job, remote_opener, rollback_work, run_fleet
 
+    hosts = select_hosts(c, inventory, group)
+    if not hosts:
+        return                                          # covered by the call for the first -H host
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
     job = host_job(opener, rollback_work(to, number("--health-timeout", health_timeout, float)))
-    finish(run_fleet(select_hosts(c, inventory, group), job, parallel=number("--parallel", parallel, int),
-                     max_failures=1.0), json_)
+    finish(run_fleet(hosts, job, parallel=number("--parallel", parallel, int), max_failures=1.0), json_)
 
 
 @task(auto_shortflags=False, help=FLEET_HELP)
@@ -139,8 +149,11 @@ def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_
     from deploy.fleet import host_job, remote_opener, run_fleet, status_work
 
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, status_work),
-                        parallel=number("--parallel", parallel, int), max_failures=1.0)
+    hosts = select_hosts(c, inventory, group)
+    if not hosts:
+        return                                          # covered by the call for the first -H host
+    results = run_fleet(hosts, host_job(opener, status_work), parallel=number("--parallel", parallel, int),
+                        max_failures=1.0)
     if json_:
         return finish(results, True)
     for r in results:
@@ -164,7 +177,10 @@ def logs(c, inventory=None, group=None, lines="50", accept_new_host_keys=False):
         result.status = "OK"
 
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    results = run_fleet(select_hosts(c, inventory, group), host_job(opener, show), parallel=1, max_failures=1.0)
+    hosts = select_hosts(c, inventory, group)
+    if not hosts:
+        return                                          # covered by the call for the first -H host
+    results = run_fleet(hosts, host_job(opener, show), parallel=1, max_failures=1.0)
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"{r.host}: {r.reason}", file=sys.stderr)

@@ -102,13 +102,26 @@ def test_the_user_and_port_typed_on_h_win_over_the_inventory(tmp_path):
 
     path = str(write(tmp_path, "defaults: {user: pi, port: 2222}\nhosts: {listed: {user: pi, port: 2200}}"))
 
-    def selected(host_string: str, *argv: str) -> tuple:
-        [host] = select_hosts(Connection(host_string), path, None, argv=["fab", *argv, "deploy"])
-        return host.user, host.port
+    def selected(host_string: str, *argv: str) -> list[tuple]:
+        hosts = select_hosts(Connection(host_string), path, None, argv=["fab", *argv, "deploy"])
+        return [(host.name, host.user, host.port) for host in hosts]
 
     # Equal to Fabric's own defaults (port 22, and the local user here), yet typed: they win.
     local_user = Connection("x").config.user
-    assert selected(f"{local_user}@somepi:22", "-H", f"{local_user}@somepi:22") == (local_user, 22)
-    assert selected("listed:2022", "--hosts=other,listed:2022") == ("pi", 2022)
-    assert selected("root@listed", "-Hroot@listed") == ("root", 2200)
-    assert selected("somepi", "-H", "somepi") == ("pi", 2222)            # nothing typed: the inventory's
+    assert selected(f"{local_user}@somepi:22", "-H", f"{local_user}@somepi:22") == [("somepi", local_user, 22)]
+    assert selected("listed:2022", "--hosts=listed:2022") == [("listed", "pi", 2022)]
+    assert selected("root@listed", "-Hroot@listed") == [("listed", "root", 2200)]
+    assert selected("somepi", "-H", "somepi") == [("somepi", "pi", 2222)]      # nothing typed: the inventory's
+
+
+def test_an_h_list_is_one_fleet_run_by_the_call_for_its_first_host(tmp_path):
+    from fabric import Connection
+
+    from deploy.tasks import select_hosts
+
+    path = str(write(tmp_path, "defaults: {user: pi}\nhosts: {listed: {port: 2200}}"))
+    argv = ["fab", "-H", "a,root@listed:22,c:2022", "status"]
+    hosts = select_hosts(Connection("a"), path, None, argv=argv)
+    assert [(h.name, h.user, h.port) for h in hosts] == [("a", "pi", None), ("listed", "root", 22), ("c", "pi", 2022)]
+    assert select_hosts(Connection("root@listed:22"), path, None, argv=argv) == []
+    assert select_hosts(Connection("c:2022"), path, None, argv=argv) == []

@@ -174,3 +174,19 @@ def test_a_proxyjump_hosts_key_is_checked_strictly_too(lab, tmp_path):
         assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(target.port)   # through the jump host
     finally:
         remote.close()
+
+
+def test_an_h_list_runs_as_one_fleet_with_one_report(lab, builder, tmp_path):
+    first = lab.start_server("pi1")
+    user = lab.host("pi1", first).user
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"defaults: {{identity: {lab.identity}, known_hosts: {lab.known_hosts}, "
+                         f"root: {tmp_path / 'root'}}}\n")
+    down = free_port()
+    # localhost: a second name for the loopback (host names must differ), where nothing listens.
+    done = run_fab(builder, "-H", f"{user}@127.0.0.1:{first.port},{user}@localhost:{down}", "status",
+                   "--inventory", str(inventory), "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)              # one report for both hosts: the first failure did not stop the rest
+    assert [(r["host"], r["status"], r["stage"]) for r in report] == [
+        ("127.0.0.1", "FAILED", "health"), ("localhost", "FAILED", "connect")]
