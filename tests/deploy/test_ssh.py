@@ -98,20 +98,30 @@ def test_ssh_settings_come_from_ssh_config_as_fabric_reads_them(lab, tmp_path):
     ssh_config.write_text(f"Host greenhouse-7\n  HostName 127.0.0.1\n  Port {server.port}\n"
                           f"  User {lab.host('pi1', server).user}\n  IdentityFile {lab.identity}\n"
                           f"  UserKnownHostsFile {lab.known_hosts}\n")
-    remote = Remote("greenhouse-7", connect(Host(name="greenhouse-7"), config=Config(runtime_ssh_path=str(ssh_config))))
+    assert port_reached("greenhouse-7", Config(runtime_ssh_path=str(ssh_config))) == server.port
+
+
+def port_reached(name: str, config) -> int:
+    """The sshd port that a connection to `name` (resolved through `config`'s ssh_config) ends at."""
+    remote = Remote(name, connect(Host(name=name), config=config))
     try:
-        assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(server.port)
+        return int(remote.run("echo $SSH_CONNECTION").split()[-1])
     finally:
         remote.close()
+
+
+def defaults_inventory(lab, tmp_path: Path, extra: str = "") -> Path:
+    """An inventory of defaults only (key, known_hosts, root), for hosts given with -H."""
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"defaults: {{{extra}identity: {lab.identity}, known_hosts: {lab.known_hosts}, "
+                         f"root: {tmp_path / 'root'}}}\n")
+    return inventory
 
 
 def test_fabs_h_reaches_the_host_with_the_inventorys_defaults_and_its_own_user_and_port(lab, builder, tmp_path):
     server = lab.start_server("pi1")
     user = lab.host("pi1", server).user
-    inventory = tmp_path / "fleet.yaml"
-    inventory.write_text(f"defaults: {{user: nobody-here, port: 1, identity: {lab.identity}, "
-                         f"known_hosts: {lab.known_hosts}, "
-                         f"root: {tmp_path / 'root'}}}\n")
+    inventory = defaults_inventory(lab, tmp_path, extra="user: nobody-here, port: 1, ")
     done = run_fab(builder, "-H", f"{user}@127.0.0.1:{server.port}", "status", "--inventory", str(inventory))
     assert done.returncode == 1                                     # reached and asked: nothing deployed yet
     assert "127.0.0.1" in done.stdout and "FAILED (health: nothing deployed)" in done.stdout, done.stdout
@@ -169,19 +179,13 @@ def test_a_proxyjump_hosts_key_is_checked_strictly_too(lab, tmp_path):
         connect(Host(name="greenhouse-7"), config=config)
     assert lab.known_hosts.read_text() == before                            # never recorded silently
     connect(Host(name="greenhouse-7"), config=config, accept_new_host_keys=True).close()
-    remote = Remote("greenhouse-7", connect(Host(name="greenhouse-7"), config=config))
-    try:
-        assert remote.run("echo $SSH_CONNECTION").split()[-1] == str(target.port)   # through the jump host
-    finally:
-        remote.close()
+    assert port_reached("greenhouse-7", config) == target.port              # through the jump host
 
 
 def test_an_h_list_runs_as_one_fleet_with_one_report(lab, builder, tmp_path):
     first = lab.start_server("pi1")
     user = lab.host("pi1", first).user
-    inventory = tmp_path / "fleet.yaml"
-    inventory.write_text(f"defaults: {{identity: {lab.identity}, known_hosts: {lab.known_hosts}, "
-                         f"root: {tmp_path / 'root'}}}\n")
+    inventory = defaults_inventory(lab, tmp_path)
     down = free_port()
     # localhost: a second name for the loopback (host names must differ), where nothing listens.
     done = run_fab(builder, "-H", f"{user}@127.0.0.1:{first.port},{user}@localhost:{down}", "status",
