@@ -7,6 +7,7 @@ and the same training steps as re-running the backbone every epoch, in a fractio
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, replace
@@ -190,25 +191,27 @@ class ImageClassifier:
             ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
         return ds.batch(self.hparams.batch_size)
 
-    def features(self, data: DataLoader) -> np.ndarray:
+    def features(self, data: DataLoader, batch_size: int | None = None) -> np.ndarray:
         """The backbone's output for every image, in one pass over the data."""
         spec = self.model_spec
-        batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=self.hparams.batch_size)
-        # One trace for every batch size: tracing the backbone costs as much as several batches.
-        extract = tf.function(lambda images: self._backbone(images, training=False),
-                              input_signature=[tf.TensorSpec((None, *spec.input_size, 3), tf.float32)])
+        batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
         with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar:
             chunks = []
             for images, _ in batches:
-                chunks.append(extract(images).numpy())
+                chunks.append(self._extract(images).numpy())
                 bar.update(len(images))
         return np.concatenate(chunks)
 
+    @functools.cached_property
+    def _extract(self):
+        """The backbone as one `tf.function` for every batch size and every call: tracing it costs as
+        much as several batches, so training's features and the test photos' scores share one trace."""
+        return tf.function(lambda images: self._backbone(images, training=False),
+                           input_signature=[tf.TensorSpec((None, *self.input_size, 3), tf.float32)])
+
     def predict_scores(self, data: DataLoader, batch_size: int = 32) -> np.ndarray:
-        """Float scores, one row per image of `data`, one column per label."""
-        spec = self.model_spec
-        ds = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size)
-        return self.model.predict(ds.map(lambda images, _: images), verbose=0)
+        """Float scores, one row per image of `data`, one column per label: the head on the backbone's features."""
+        return self._head(self.features(data, batch_size), training=False).numpy()
 
     def evaluate(self, data: DataLoader, batch_size: int = 32) -> list[float]:
         """[loss, accuracy] of the float Keras model on `data`."""

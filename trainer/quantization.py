@@ -11,7 +11,7 @@ import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 from trainer.data import DataLoader
 
-DEFAULT_QUANTIZATION_STEPS = 500
+DEFAULT_QUANTIZATION_STEPS = 100
 
 
 class QuantizationConfig:

@@ -26,12 +26,15 @@ def quantization_config(name: str, train_data: DataLoader) -> QuantizationConfig
 
 def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_spec: str, epochs: int,
                           batch_size: int, quantization: str, export_dir: str | os.PathLike, seed: int,
-                          data_folder: str | os.PathLike, started: float) -> dict:
-    """Run the steps, write model.tflite, labels.txt and the report to `export_dir`; return the summary."""
+                          data_folder: str | os.PathLike, started: float, cache_features: bool = True) -> dict:
+    """Run the steps, write model.tflite, labels.txt and the report to `export_dir`; return the summary.
+
+    `cache_features=False` is Model Maker's recipe (the frozen backbone re-runs every epoch), for the benchmark.
+    """
     timings = {}
     clock = time.perf_counter()
     model = image_classifier.create(train_data, model_spec=model_spec, epochs=epochs, batch_size=batch_size,
-                                    seed=seed)
+                                    seed=seed, cache_features=cache_features)
     timings["train"] = time.perf_counter() - clock
     clock = time.perf_counter()
     export_dir = Path(export_dir)

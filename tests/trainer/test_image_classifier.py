@@ -103,3 +103,10 @@ def test_augmentation_and_fine_tuning_take_the_full_pipeline(tiny_flowers):
     tuned.train(data, steps_per_epoch=2)
     changed = [not np.array_equal(a, b) for a, b in zip(before, tuned._backbone.get_weights())]
     assert any(changed)
+
+
+def test_float_scores_from_the_shared_backbone_trace_equal_the_keras_model(tutorial_run):
+    model, test_data = tutorial_run["model"], tutorial_run["test_data"]
+    spec = model.model_spec
+    images = test_data.dataset(spec.input_size, spec.mean, spec.std, batch_size=16).map(lambda image, _: image)
+    np.testing.assert_allclose(model.predict_scores(test_data), model.model.predict(images, verbose=0), atol=1e-5)
