@@ -45,7 +45,8 @@ def check(source: ImageSource) -> None:
 def _decode(source: ImageSource, draft: bool) -> np.ndarray:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # PIL's advice (palette transparency, odd EXIF) is noise to a user
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # ...but a bomb is refused
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 image.seek(0)
                 if draft:

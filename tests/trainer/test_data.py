@@ -167,3 +167,14 @@ def test_each_format_decodes_to_its_known_colour(tmp_path, save, expected, toler
     rgb = imaging.decode(path)
     assert rgb.shape == (*Image.open(path).size[::-1], 3) and rgb.dtype == np.uint8
     assert np.abs(rgb.astype(int) - expected).max() <= tolerance, (path.name, rgb[0, 0])
+
+
+def test_decoding_prints_none_of_pils_warnings(tmp_path):
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] * 128)
+    palette.save(tmp_path / "see-through.png", transparency=b"\x00\x80")  # PIL warns when converting it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rgb = imaging.decode(tmp_path / "see-through.png")
+    assert caught == []
+    assert rgb[0, 0].tolist() == [255, 0, 0]
