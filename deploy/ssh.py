@@ -145,8 +145,12 @@ class Remote:
         self.conn.put(str(local), remote)
 
     def close(self) -> None:
+        """Close the connection; one that was cut already (its SFTP channel cannot say goodbye) is done."""
         if self.conn is not None:
-            self.conn.close()
+            try:
+                self.conn.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                pass
 
 
 def _short(command: str, limit: int = 80) -> str:

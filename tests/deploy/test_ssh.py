@@ -194,3 +194,13 @@ def test_an_h_list_runs_as_one_fleet_with_one_report(lab, builder, tmp_path):
     report = json.loads(done.stdout)              # one report for both hosts: the first failure did not stop the rest
     assert [(r["host"], r["status"], r["stage"]) for r in report] == [
         ("127.0.0.1", "FAILED", "health"), ("localhost", "FAILED", "connect")]
+
+
+def test_closing_a_connection_that_was_cut_does_not_raise(lab, tmp_path):
+    server = lab.start_server("pi1")
+    host = lab.host("pi1", server)
+    remote = Remote("pi1", connect(host))
+    (tmp_path / "file").write_text("x")
+    remote.put(tmp_path / "file", str(tmp_path / "uploaded"))         # opens the SFTP channel (loopback host)
+    assert server.kill_sessions() > 0
+    remote.close()                                     # at once: the client has not yet seen the cut
