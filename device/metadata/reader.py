@@ -99,9 +99,14 @@ def _read_model_info(data: bytes, labels_file: str | os.PathLike | None) -> Mode
 
 
 def default_normalization(input: TensorInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) to assume without metadata: the input's quantization (raw pixels in) or 127.5/127.5."""
+    """(mean, std) to assume without metadata: the input's quantization or 127.5/127.5.
+
+    A quantized input then receives the raw pixel: a uint8 one as it is, an int8 one shifted by −128
+    (the same pixel, stored signed), so nothing above 127 is clipped.
+    """
     if input.quantized:
-        return (float(input.zero_point),), (1.0 / input.scale,)
+        signed_offset = 128.0 if input.dtype == "int8" else 0.0
+        return (float(input.zero_point) + signed_offset,), (1.0 / input.scale,)
     mean, std = DEFAULT_FLOAT_NORMALIZATION
     return (mean,), (std,)
 

@@ -83,6 +83,14 @@ def test_model_without_metadata_takes_a_labels_file(tiny_model, rgb_labels):
     np.testing.assert_allclose(classifier.scores(SOLID), UNIT_MEANS, atol=1 / 128)
 
 
+
+def test_int8_model_without_metadata_gets_the_whole_pixel_range(tiny_model, rgb_labels):
+    classifier = Classifier(tiny_model("int8", input_quantization=(1 / 255, -128),
+                                       output_quantization=(1 / 256, -128)), labels_file=rgb_labels)
+    assert classifier.prepare(SOLID)[0, 0, 0].tolist() == [127, -128, -77]  # pixel − 128, nothing clipped
+    np.testing.assert_allclose(classifier.scores(SOLID), UNIT_MEANS, atol=1 / 128)
+
+
 SCORES = np.array([0.1, 0.5, 0.05, 0.3, 0.05], dtype=np.float32)  # daisy dandelion roses sunflowers tulips
 
 

@@ -160,3 +160,13 @@ def test_an_interrupted_run_leaves_the_old_output_intact(flowers_dir, reference_
     if sig == signal.SIGINT:
         assert process.returncode == 130 and b"interrupted" in stderr
         assert not list(tmp_path.glob(".results.csv.*"))
+
+
+def test_piping_into_a_reader_that_stops_early_is_quiet(flowers_dir, reference_model):
+    command = [sys.executable, "-m", "device.cli", "classify", str(flowers_dir), "--model", str(reference_model)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"path,")
+    process.stdout.close()  # like `| head -1`
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
