@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from device.errors import UserError
+from device.errors import UserError, one_line
 
 ImageSource = Union[str, os.PathLike, bytes]
 _EXIF_ORIENTATION = 0x0112
@@ -62,7 +62,7 @@ def _decode(source: ImageSource, draft: bool) -> np.ndarray:
         raise ImageError("not an image") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as error:
-        raise ImageError(f"unreadable image ({_one_line(error)})") from None
+        raise ImageError(f"unreadable image ({one_line(error)})") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("empty image")
     return rgb
@@ -95,8 +95,3 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 def load(source: ImageSource, size: Sequence[int]) -> np.ndarray:
     """Decode and resize in one step: the uint8 RGB pixels a model of input `size` sees."""
     return resize(decode(source), size)
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or error.__class__.__name__

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
 
-from device.errors import UserError
+from device.errors import UserError, one_line
 
 if TYPE_CHECKING:
     import keras
@@ -125,13 +125,13 @@ class ImageModelSpec:
         try:
             loaded = load()
         except Exception as error:  # Keras and TensorFlow raise many types for a damaged file
-            raise ModelSpecError(f"cannot load {path}: {_one_line(error)}") from None
+            raise ModelSpecError(f"cannot load {path}: {one_line(error)}") from None
         inputs = keras.Input((*self.input_size, 3), name="image")
         try:
             outputs = loaded(inputs)
         except (ValueError, TypeError) as error:  # Keras says ValueError, a SavedModel's signature TypeError
             raise ModelSpecError(f"{path} does not take {list(self.input_size)} RGB images: "
-                                 f"{_one_line(error)}") from None
+                                 f"{one_line(error)}") from None
         if isinstance(outputs, dict):
             if len(outputs) != 1:
                 raise ModelSpecError(f"{path} has {len(outputs)} outputs; a feature extractor has one")
@@ -140,11 +140,6 @@ class ImageModelSpec:
             raise ModelSpecError(f"{path} outputs shape {tuple(outputs.shape)}; a feature extractor outputs "
                                  "[batch, features] (add global pooling)")
         return keras.Model(inputs, outputs, name=f"{self.name}_features")
-
-
-def _one_line(error: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 ModelSpec = Union[EfficientNetLiteSpec, ImageModelSpec]

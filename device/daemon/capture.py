@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from device.daemon import one_line
+from device.errors import one_line
 from device.daemon.sources import Frame, FrameSource, FrameUnavailable
 
 log = logging.getLogger("device.daemon")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from device.daemon import one_line
+from device.errors import one_line
 from device.errors import UserError
 
 if sys.version_info >= (3, 11):

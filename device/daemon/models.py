@@ -6,7 +6,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable
 
-from device.daemon import one_line
+from device.errors import one_line
 
 if TYPE_CHECKING:
     from device.classifier import Classifier

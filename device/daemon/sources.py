@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from device import imaging
-from device.daemon import one_line
+from device.errors import one_line
 from device.errors import UserError
 
 log = logging.getLogger("device.daemon")
