@@ -87,7 +87,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-fps", type=float, metavar="N",
                         help="frames per second for a folder or video (0: a folder as fast as inference goes)")
     parser.add_argument("--loop", action="store_true", default=None, help="replay a video file when it ends")
-    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    parser.add_argument("--threads", type=int, help="inference threads (default: one per CPU core)")
     parser.add_argument("--top-k", type=int, metavar="K", help="labels per result (default 3)")
     parser.add_argument("--threshold", type=float, metavar="SCORE", help="leave out labels scoring below this")
     parser.add_argument("--allow", action="append", metavar="LABELS", help="only these labels (comma-separated)")
