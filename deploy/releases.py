@@ -75,6 +75,9 @@ class Bundle:
     def files(self) -> list[Path]:
         return sorted(self.directory.iterdir())
 
+    def manifest(self) -> dict:
+        return json.loads((self.directory / "manifest.json").read_text())
+
 
 def new_version(model_sha256: str, taken: list[str]) -> str:
     """Sortable: UTC time to the second, then the model's hash prefix (and a counter if that is taken)."""
@@ -122,7 +125,8 @@ def _launcher(host: Host, config_name: str | None) -> str:
             'export PYTHONPATH="$here/lib"\n'
             "# Under systemd the release is read-only: keep the bytecode Python compiles in the state directory.\n"
             'if [ -n "$STATE_DIRECTORY" ]; then export PYTHONPYCACHEPREFIX="$STATE_DIRECTORY/pycache"; fi\n'
-            f'exec "$here/venv/bin/python" -m device.cli run --model "$here/{MODEL_NAME}"{config} '
+            "# The model through `current`: a model-only deploy switches it and the daemon reloads it, no restart.\n"
+            f'exec "$here/venv/bin/python" -m device.cli run --model "$here/../../current/{MODEL_NAME}"{config} '
             f"{shlex.join(options)}\n")
 
 

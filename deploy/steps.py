@@ -1,4 +1,4 @@
-"""One host's deploy, stage by stage: connect, pre-flight, build, upload, verify, venv, switch, restart,
+"""One host's deploy, stage by stage: connect, pre-flight, build, upload, verify, venv, switch, reload or restart,
 health, prune; after a failure past the switch, the switch back. Also the host side of rollback/status/logs."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Callable
 from deploy.build import Builder, Target
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
-from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, Bundle, Layout, new_version, stage, to_prune
+from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, MODEL_NAME, Bundle, Layout, new_version, stage, to_prune
 from deploy.report import DRY_RUN, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.services import service_for
 from deploy.ssh import Remote, describe_ssh_error, quote
@@ -20,6 +20,7 @@ from deploy.ssh import Remote, describe_ssh_error, quote
 OLDEST_PYTHON = (3, 10)
 MACHINES = ("aarch64", "x86_64")
 DISK_MARGIN = 64 << 20
+RELOAD_TIMEOUT = 15.0      # seconds for a hot reload to serve the new model before falling back to a restart
 VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size
 
 # Run with the host's Python; only old syntax, so that a too-old Python is still reported clearly.
@@ -39,9 +40,9 @@ def link(path):
         return None
 try:
     with open(os.path.join(root, "current", "manifest.json")) as f:
-        identity = json.load(f).get("identity")
+        manifest = json.load(f)
 except (OSError, ValueError):
-    identity = None
+    manifest = None
 os_release = {}
 if os.path.exists("/etc/os-release"):
     for line in open("/etc/os-release"):
@@ -59,7 +60,7 @@ venvs = [n for n in listing(os.path.join(root, "venvs")) if os.path.exists(os.pa
 print(json.dumps({
     "machine": platform.machine(), "os": os_release.get("PRETTY_NAME", platform.system()),
     "python": list(sys.version_info[:2]), "glibc": platform.libc_ver()[1], "free": disk.f_bavail * disk.f_frsize,
-    "current": link(os.path.join(root, "current")), "identity": identity, "releases": releases,
+    "current": link(os.path.join(root, "current")), "manifest": manifest, "releases": releases,
     "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
     "failed": failed,
     "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
@@ -77,7 +78,7 @@ class Facts:
     glibc: str
     free: int
     current: str | None
-    identity: str | None
+    manifest: dict | None      # the current release's
     releases: list[str]
     venv_of: dict[str, str | None]
     venvs: list[str]
@@ -89,6 +90,10 @@ class Facts:
     probe: str
 
     @property
+    def identity(self) -> str | None:
+        return (self.manifest or {}).get("identity")
+
+    @property
     def target(self) -> Target:
         major, minor = (int(n) for n in self.glibc.split(".")[:2])
         return Target(self.machine, self.python, (major, minor))
@@ -96,7 +101,7 @@ class Facts:
 
 # What a dry run assumes instead of asking the host: a Raspberry Pi OS Bookworm 64-bit with nothing deployed.
 DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 11], glibc="2.36", free=1 << 40,
-                     current=None, identity=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True,
+                     current=None, manifest=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True,
                      root_user=False, has_venv=True, writable=True, probe="/")
 
 
@@ -205,6 +210,18 @@ class HostSteps:
         self.remote.run(self.layout.switch(version))
         self.restart()
         return self.wait_healthy(timeout)
+
+    def can_hot_reload(self, bundle: Bundle) -> bool:
+        """Whether the running daemon can take `bundle` without a restart: it is healthy, and the new release
+        differs from the live one only in its model (same wheel, venv and daemon options), so the daemon,
+        which reads its model through `current`, reloads it when `current` switches."""
+        def all_but_model(manifest: dict | None) -> tuple | None:
+            if manifest is None:
+                return None
+            files = {name: digest for name, digest in manifest["files"].items() if name != MODEL_NAME}
+            return manifest.get("venv"), files
+        live = all_but_model(self.facts.manifest)
+        return live is not None and live == all_but_model(bundle.manifest()) and self.is_healthy()
 
     def restart(self) -> None:
         for command in self.service.restart():
@@ -323,14 +340,24 @@ def deploy_host(host: Host, options: Options) -> HostResult:
             steps.build_venv(wheelhouse.key, wheelhouse.installer)
         steps.finish_release(bundle, wheel.name, wheelhouse.key)
         stages.enter("switch")
+        reload = steps.can_hot_reload(bundle)
         switched = True
         steps.remote.run(steps.layout.switch(bundle.version))
         result.new = bundle.version
-        stages.enter("restart")
-        steps.restart()
-        stages.enter("health")
-        say("waiting for /healthz")
-        steps.wait_healthy(options.health_timeout)
+        if reload:
+            stages.enter("reload")
+            say("waiting for the daemon to reload the model")
+            try:
+                steps.wait_healthy(min(RELOAD_TIMEOUT, options.health_timeout))
+            except DeployError as error:   # e.g. the new model does not load: the daemon kept the old one
+                say(f"the hot reload did not serve the new model ({error}): restarting")
+                reload = False
+        if not reload:
+            stages.enter("restart")
+            steps.restart()
+            stages.enter("health")
+            say("waiting for /healthz")
+            steps.wait_healthy(options.health_timeout)
         stages.enter("prune")
         steps.prune(options.keep, bundle.version, wheelhouse.key)
         result.status = DRY_RUN if steps.remote.dry_run else OK

@@ -120,16 +120,18 @@ def test_a_daemon_killed_with_sigkill_comes_back_healthy(fleet, models, builder)
     assert daemon_pid(host) != killed and healthz(host)["model"]["sha256"] == sha256_file(models.first)
 
 
-def test_a_model_only_redeploy_reuses_the_venv(fleet, models, builder):
+def test_a_model_only_redeploy_reuses_the_venv_and_reloads_without_a_restart(fleet, models, builder):
     host = fleet.hosts[0]
     deploy([host], models.first, builder)
     venvs = Path(host.root) / "venvs"
     (venv,) = venvs.iterdir()
     built = (venv / ".complete").stat().st_mtime_ns
-    old = current(host)
+    old, pid = current(host), daemon_pid(host)
     (result,) = deploy([host], models.second, builder)
     assert result.status == OK and result.old == old.removeprefix("releases/") and result.new != result.old
     assert healthz(host)["model"]["sha256"] == sha256_file(models.second)
+    assert "reload" in result.detail["stages"] and "restart" not in result.detail["stages"]
+    assert daemon_pid(host) == pid
     assert list(venvs.iterdir()) == [venv] and (venv / ".complete").stat().st_mtime_ns == built
     assert os.readlink(Path(host.root) / "current" / "venv") == f"../../venvs/{venv.name}"
 
