@@ -14,6 +14,7 @@ from typing import Iterator, Sequence, TextIO
 from device.metadata import read_model_info, write_metadata
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from trainer.quantization import QuantizationConfig
 
 
@@ -48,9 +49,16 @@ class ExportFormat(str, enum.Enum):
 
 def convert_to_tflite(keras_model, quantization_config: QuantizationConfig | None,
                       input_size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> bytes:
-    """Convert with `TFLiteConverter.from_keras_model`, quantized as `quantization_config` says (None: float32)."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    """Convert for a batch of one image, quantized as `quantization_config` says (None: float32).
+
+    The model is traced once and its weights frozen into the graph before converting: the same
+    .tflite as `TFLiteConverter.from_keras_model`, which goes through a SavedModel on disk and takes
+    several times longer (30–40 s instead of 3–6 s for EfficientNet-Lite0 on 2 cores)."""
+    trace = tf.function(lambda image: keras_model(image, training=False),
+                        input_signature=[tf.TensorSpec((1, *keras_model.input_shape[1:]), tf.float32)])
     with _silenced() as terminal:
+        frozen = convert_variables_to_constants_v2(trace.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
         if quantization_config is not None:
             quantization_config.get_converter_with_quantization(converter, input_size, mean, std, progress=terminal)
         return converter.convert()

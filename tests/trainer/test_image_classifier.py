@@ -68,6 +68,11 @@ def test_float_and_other_exports(tutorial_run, tmp_path):
     test_data = tutorial_run["test_data"]
     float_accuracy = model.evaluate_tflite(tmp_path / "float.tflite", test_data)["accuracy"]
     assert float_accuracy == pytest.approx(tutorial_run["accuracy"], abs=0.021)
+    # the frozen-graph conversion is the Keras model, score for score, through the device's engine
+    from trainer.tflite_eval import tflite_scores
+
+    np.testing.assert_allclose(tflite_scores(tmp_path / "float.tflite", test_data), model.predict_scores(test_data),
+                               atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
