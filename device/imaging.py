@@ -6,10 +6,12 @@ saw. The recipe is the one the TFLite Task Library and MediaPipe apply at infere
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ from device.errors import UserError, one_line
 
 ImageSource = Union[str, os.PathLike, bytes]
 _EXIF_ORIENTATION = 0x0112
+_WARNINGS_LOCK = threading.Lock()
 
 
 class ImageError(UserError):
@@ -44,13 +47,14 @@ def check(source: ImageSource) -> None:
 
 def _decode(source: ImageSource, draft: bool) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL's advice (palette transparency, odd EXIF) is noise to a user
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # ...but a bomb is refused
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-                image.seek(0)
-                if draft:
-                    image.draft("RGB", (64, 64))  # JPEG only; every byte is still read
+        with _pil_warnings_handled():  # reads only the header
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with image:
+            image.seek(0)
+            if draft:
+                image.draft("RGB", (64, 64))  # JPEG only; every byte is still read
+            image.load()  # the costly part, outside the lock, so threads decode in parallel
+            with _pil_warnings_handled():
                 if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # skip exif_transpose's copy when upright
                     image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
@@ -66,6 +70,16 @@ def _decode(source: ImageSource, draft: bool) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("empty image")
     return rgb
+
+
+@contextlib.contextmanager
+def _pil_warnings_handled() -> Iterator[None]:
+    """PIL's advice (palette transparency, odd EXIF) is noise to a user, and a decompression bomb is
+    refused. `catch_warnings` changes process-wide state, so decoding threads take turns here."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

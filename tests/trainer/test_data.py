@@ -1,6 +1,7 @@
 """DataLoader on real photos: formats, skipped files, user mistakes, stratified reproducible splits."""
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import warnings
 from collections import Counter
@@ -178,3 +179,14 @@ def test_decoding_prints_none_of_pils_warnings(tmp_path):
         rgb = imaging.decode(tmp_path / "see-through.png")
     assert caught == []
     assert rgb[0, 0].tolist() == [255, 0, 0]
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path):
+    palette = Image.new("P", (64, 64), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] * 128)
+    palette.save(tmp_path / "see-through.png", transparency=b"\x00\x80")  # PIL warns when converting it
+    before = list(warnings.filters)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        images = list(pool.map(lambda _: imaging.decode(tmp_path / "see-through.png"), range(400)))
+    assert warnings.filters == before  # interleaved catch_warnings would leave another thread's filters
+    assert all(image[0, 0].tolist() == [255, 0, 0] for image in images)
