@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploy.build import Builder, Target
+from deploy.build import Builder, Target, Wheelhouse
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
 from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, MODEL_NAME, Bundle, Layout, new_version, stage, to_prune
@@ -26,7 +26,7 @@ VENV_GROWTH = 4            # an installed venv takes about this many times its w
 # Run with the host's Python; only old syntax, so that a too-old Python is still reported clearly.
 FACTS_SCRIPT = r"""
 import json, os, platform, sys
-root, failed_marker = sys.argv[1:3]
+root, failed_marker, healthz_url = sys.argv[1:4]
 probe = root
 while not os.path.exists(probe):
     probe = os.path.dirname(probe)
@@ -43,6 +43,13 @@ try:
         manifest = json.load(f)
 except (OSError, ValueError):
     manifest = None
+healthz = None
+if manifest is not None:   # the daemon's answer now, so that deciding to skip or hot-reload needs no other call
+    from urllib.request import urlopen
+    try:
+        healthz = json.loads(urlopen(healthz_url, timeout=3).read().decode())
+    except Exception:
+        pass
 os_release = {}
 if os.path.exists("/etc/os-release"):
     for line in open("/etc/os-release"):
@@ -62,7 +69,7 @@ print(json.dumps({
     "python": list(sys.version_info[:2]), "glibc": platform.libc_ver()[1], "free": disk.f_bavail * disk.f_frsize,
     "current": link(os.path.join(root, "current")), "manifest": manifest, "releases": releases,
     "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
-    "failed": failed,
+    "failed": failed, "healthz": healthz,
     "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
     "writable": os.access(probe, os.W_OK), "probe": probe}))
 """
@@ -88,6 +95,15 @@ class Facts:
     has_venv: bool
     writable: bool
     probe: str
+    healthz: dict | None       # what the daemon answered on /healthz during pre-flight (None: no answer)
+
+    @property
+    def serving_current(self) -> bool:
+        """Whether the daemon answered healthy with the current release's model during pre-flight."""
+        if not self.healthz or not self.manifest:
+            return False
+        serving = (self.healthz.get("model") or {}).get("sha256")
+        return self.healthz.get("status") == "ok" and serving == self.manifest["model"]["sha256"]
 
     @property
     def identity(self) -> str | None:
@@ -102,7 +118,7 @@ class Facts:
 # What a dry run assumes instead of asking the host: a Raspberry Pi OS Bookworm 64-bit with nothing deployed.
 DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 11], glibc="2.36", free=1 << 40,
                      current=None, manifest=None, releases=[], venv_of={}, venvs=[], failed=[], systemd=True,
-                     root_user=False, has_venv=True, writable=True, probe="/")
+                     root_user=False, has_venv=True, writable=True, probe="/", healthz=None)
 
 
 @dataclass
@@ -132,7 +148,7 @@ class HostSteps:
     def read_facts(self) -> Facts:
         check = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
                  f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; ")
-        arguments = quote(self.host.root, FAILED_MARKER)
+        arguments = quote(self.host.root, FAILED_MARKER, self.healthz_url)
         command = check + f"{quote(self.host.python, '-c', FACTS_SCRIPT)} {arguments}"
         shown = check + f"{shlex.quote(self.host.python)} -c '<deploy/steps.py FACTS_SCRIPT>' {arguments}"
         output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS), shown=shown)
@@ -169,24 +185,35 @@ class HostSteps:
     def upload(self, bundle: Bundle, wheelhouse_files: list[Path], key: str) -> None:
         """Into new directories next to the live ones, never into them."""
         incoming = self.layout.incoming(bundle.version)
-        self.remote.run(quote("mkdir", "-p", incoming))
+        wheels = self.layout.wheelhouse(key) + ".incoming"
+        make = quote("mkdir", "-p", incoming)
+        self.remote.run(f"{make} && rm -rf {quote(wheels)} && mkdir -p {quote(wheels)}" if wheelhouse_files else make)
         for path in bundle.files():
             self.remote.put(path, f"{incoming}/{path.name}")
-        if wheelhouse_files:
-            wheels = self.layout.wheelhouse(key) + ".incoming"
-            self.remote.run(f"rm -rf {quote(wheels)} && mkdir -p {quote(wheels)}")
-            for path in wheelhouse_files:
-                self.remote.put(path, f"{wheels}/{path.name}")
+        for path in wheelhouse_files:
+            self.remote.put(path, f"{wheels}/{path.name}")
 
     def verify(self, bundle: Bundle, key: str, with_wheelhouse: bool) -> None:
+        """The checksums of what was uploaded, on the host; a verified wheelhouse moves to its place."""
         check = "sha256sum --quiet --strict -c SHA256SUMS"
-        self.remote.run(f"cd {quote(self.layout.incoming(bundle.version))} && {check}")
+        command = f"cd {quote(self.layout.incoming(bundle.version))} && {check}"
         if with_wheelhouse:
             wheels = self.layout.wheelhouse(key)
-            self.remote.run(f"cd {quote(wheels + '.incoming')} && {check} && cd / && rm -rf {quote(wheels)} && "
-                            f"mv -T {quote(wheels + '.incoming')} {quote(wheels)}")
+            command += (f" && cd {quote(wheels + '.incoming')} && {check} && cd / && rm -rf {quote(wheels)} && "
+                        f"mv -T {quote(wheels + '.incoming')} {quote(wheels)}")
+        self.remote.run(command)
 
-    def build_venv(self, key: str, installer: str) -> None:
+    def install(self, bundle: Bundle, wheel_name: str, wheelhouse: Wheelhouse, with_venv: bool) -> None:
+        """Build the venv if asked, then finish the release: link the venv, unpack the wheel into `lib/`, and
+        move the release into place under its version. One command: one round trip."""
+        incoming = self.layout.incoming(bundle.version)
+        finish = (f"cd {quote(incoming)} && ln -sfn {quote('../../venvs/' + wheelhouse.key)} venv && "
+                  f"{quote(self.host.python, '-m', 'zipfile', '-e', wheel_name, 'lib')} && cd / && "
+                  f"mv -T {quote(incoming)} {quote(self.layout.release(bundle.version))}")
+        venv = self._venv_command(wheelhouse.key, wheelhouse.installer) + " && " if with_venv else ""
+        self.remote.run(venv + finish)
+
+    def _venv_command(self, key: str, installer: str) -> str:
         """A venv with the wheelhouse's requirements, installed offline by the pip wheel in the wheelhouse,
         without byte-compiling (the daemon compiles what it imports); marked complete only at the end."""
         venv, wheels = self.layout.venv(key), self.layout.wheelhouse(key)
@@ -194,16 +221,8 @@ class HostSteps:
         install = quote(f"{venv}/bin/python", f"{wheels}/{installer}/pip", "install", "-q", "--no-compile",
                         "--no-index", "--disable-pip-version-check", "--find-links", wheels,
                         "-r", f"{wheels}/requirements.txt")
-        self.remote.run(f"rm -rf {quote(venv)} && {create} && PIP_CONFIG_FILE=/dev/null {install} && "
-                        f"touch {quote(venv + '/.complete')} && rm -rf {quote(wheels)}")
-
-    def finish_release(self, bundle: Bundle, wheel_name: str, key: str) -> None:
-        """Link the venv, unpack the wheel, then move the release into place under its version."""
-        incoming = self.layout.incoming(bundle.version)
-        self.remote.run(
-            f"cd {quote(incoming)} && ln -sfn {quote('../../venvs/' + key)} venv && "
-            f"{quote(self.host.python, '-m', 'zipfile', '-e', wheel_name, 'lib')} && cd / && "
-            f"mv -T {quote(incoming)} {quote(self.layout.release(bundle.version))}")
+        return (f"rm -rf {quote(venv)} && {create} && PIP_CONFIG_FILE=/dev/null {install} && "
+                f"touch {quote(venv + '/.complete')} && rm -rf {quote(wheels)}")
 
     def activate(self, version: str, timeout: float) -> dict:
         """Point `current` at `version`, restart the daemon, wait until it is healthy with that model."""
@@ -212,16 +231,23 @@ class HostSteps:
         return self.wait_healthy(timeout)
 
     def can_hot_reload(self, bundle: Bundle) -> bool:
-        """Whether the running daemon can take `bundle` without a restart: it is healthy, and the new release
-        differs from the live one only in its model (same wheel, venv and daemon options), so the daemon,
-        which reads its model through `current`, reloads it when `current` switches."""
+        """Whether the running daemon can take `bundle` without a restart: it was healthy at pre-flight, and the
+        new release differs from the live one only in its model (same wheel, venv and daemon options), so the
+        daemon, which reads its model through `current`, reloads it when `current` switches."""
         def all_but_model(manifest: dict | None) -> tuple | None:
             if manifest is None:
                 return None
             files = {name: digest for name, digest in manifest["files"].items() if name != MODEL_NAME}
             return manifest.get("venv"), files
         live = all_but_model(self.facts.manifest)
-        return live is not None and live == all_but_model(bundle.manifest()) and self.is_healthy()
+        return live is not None and live == all_but_model(bundle.manifest()) and self.facts.serving_current
+
+    @property
+    def healthz_url(self) -> str:
+        """The daemon's /healthz as seen on the host (it listens on localhost unless configured otherwise)."""
+        bind, _, port = self.host.daemon.http.rpartition(":")
+        address = "127.0.0.1" if bind in ("", "0.0.0.0", "::", "[::]", "*") else bind
+        return f"http://{address}:{port}/healthz"
 
     def restart(self) -> None:
         for command in self.service.restart():
@@ -229,11 +255,9 @@ class HostSteps:
 
     def wait_healthy(self, timeout: float) -> dict:
         """The daemon's /healthz, asked on the host; raises DeployError (with the log's last line) if unhealthy."""
-        bind, _, port = self.host.daemon.http.rpartition(":")
-        address = "127.0.0.1" if bind in ("", "0.0.0.0", "::", "[::]", "*") else bind
         current = self.layout.current
         command = quote(self.host.python, f"{current}/{HOST_SCRIPTS}/health.py",
-                        "--url", f"http://{address}:{port}/healthz", "--manifest", f"{current}/manifest.json",
+                        "--url", self.healthz_url, "--manifest", f"{current}/manifest.json",
                         "--timeout", timeout, *self.service.health_args())
         # health.py exits 1 when unhealthy, with its answer on stdout; what it says on stderr is why it could not run.
         output = self.remote.run(command + " 2>&1 || true", dry_output='{"healthy": true, "healthz": {}}')
@@ -245,13 +269,6 @@ class HostSteps:
         if not answer["healthy"]:
             raise DeployError(answer["reason"] + self._last_log_line())
         return answer["healthz"]
-
-    def is_healthy(self) -> bool:
-        try:
-            self.wait_healthy(0)
-        except DeployError:
-            return False
-        return True
 
     def _last_log_line(self) -> str:
         try:
@@ -317,7 +334,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
                        options.staging / host.name / version, version)
         if bundle.identity == facts.identity:
             stages.enter("health")
-            if steps.is_healthy():
+            if facts.serving_current:
                 result.status = SKIPPED
                 return result
             say("already current but not healthy: restarting")
@@ -337,8 +354,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         stages.enter("venv")
         if need_venv:
             say("building the venv (first deploy or new requirements)")
-            steps.build_venv(wheelhouse.key, wheelhouse.installer)
-        steps.finish_release(bundle, wheel.name, wheelhouse.key)
+        steps.install(bundle, wheel.name, wheelhouse, with_venv=need_venv)
         stages.enter("switch")
         reload = steps.can_hot_reload(bundle)
         switched = True

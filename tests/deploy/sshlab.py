@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.inventory import DaemonOptions, Host
+from deploy.releases import HOST_SCRIPTS
 from tests.conftest import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -70,7 +71,10 @@ class SshLab:
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {directory / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.identity}.pub", "PermitRootLogin prohibit-password",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-            "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50", "",
+            "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50",
+            # A home of its own, as a Pi's deploy user has: bash, started by sshd, sources ~/.bashrc even for
+            # `ssh host command`, and this machine's (pyenv's setup, ~0.15 s) would run before every command.
+            f"SetEnv HOME={directory}", "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True)
         process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
@@ -121,6 +125,16 @@ def stop_daemon(root: Path) -> None:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+
+
+def start_daemon(host: Host, timeout: float = 60) -> None:
+    """Start a test host's deployed daemon with the release's service manager, as a Pi does when it boots, and
+    return once it serves the release's model."""
+    scripts = Path(host.root) / "current" / HOST_SCRIPTS
+    subprocess.run([host.python, scripts / "service.py", "--root", host.root, "start"], check=True)
+    subprocess.run([host.python, scripts / "health.py", "--url", f"http://{host.daemon.http}/healthz", "--root",
+                    host.root, "--manifest", f"{host.root}/current/manifest.json", "--timeout", str(timeout)],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def run_fab(builder, *args: str) -> subprocess.CompletedProcess:

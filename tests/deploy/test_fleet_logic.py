@@ -134,3 +134,16 @@ def test_preflight_accepts_a_bookworm_pi():
     steps.check_can_run()
     assert steps.facts.target.platforms()[0] == "manylinux_2_36_aarch64"
     assert steps.facts.target.platforms()[-2:] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+
+
+@pytest.mark.parametrize("healthz, serving", [
+    ({"status": "ok", "model": {"sha256": "abc"}}, True),
+    ({"status": "ok", "model": {"sha256": "old"}}, False),        # still the previous model
+    ({"status": "unhealthy", "model": {"sha256": "abc"}}, False),
+    ({"status": "ok"}, False),
+    (None, False),                                                # no answer: not running
+])
+def test_preflight_knows_whether_the_daemon_serves_the_current_release(healthz, serving):
+    facts = Facts(**{**DRY_RUN_FACTS, "manifest": {"model": {"sha256": "abc"}}, "healthz": healthz})
+    assert facts.serving_current is serving
+    assert Facts(**{**DRY_RUN_FACTS, "healthz": healthz}).serving_current is False   # nothing deployed

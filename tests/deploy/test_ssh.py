@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ def test_a_trusted_host_runs_commands(lab):
     remote = Remote("pi1", connect(host))
     try:
         assert remote.run("echo hello from $(uname -m)").startswith("hello from ")
+        # Short exchanges are sent at once, not held back until the previous one's delayed ACK (~40 ms each).
+        assert remote.conn.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         remote.close()
 
