@@ -206,13 +206,14 @@ def _original(body: bytes) -> bytes:
             return body
         start, length = flatbuf.Table(body, buffers[index]).vector(s.Buffer.data, 1)
         inner = -(-(start + length) // 16) * 16
+        subgraphs = model.target(s.Model.subgraphs)
     if body[inner + 4:inner + 8] != s.MODEL_IDENTIFIER:
         return body
     try:
         inner_subgraphs = model_root(body[inner:]).target(s.Model.subgraphs)
     except flatbuf.FormatError:
         return body
-    ours = inner_subgraphs is not None and model.target(s.Model.subgraphs) == inner + inner_subgraphs
+    ours = inner_subgraphs is not None and subgraphs == inner + inner_subgraphs
     return body[inner:] if ours else body
 
 

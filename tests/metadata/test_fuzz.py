@@ -1,12 +1,15 @@
 """Hostile bytes: mutated real models and random bytes make the reader and writer raise our errors only."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from device.metadata import MetadataError, read_model_info, write_metadata
 from tests.metadata.conftest import FLOWERS
 
+CORPUS = Path(__file__).with_name("fuzz-corpus")
 HEAD = TAIL = 8192   # where the structure lives: our root and metadata in front, the archive at the end
 
 
@@ -72,7 +75,7 @@ def write_hostile(data: bytes) -> None:
 
 
 def fuzz(seeds: tuple[bytes, ...], examples: int) -> None:
-    @settings(max_examples=examples, deadline=None, derandomize=examples < 1000,
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(mutated=mutations(seeds), header=st.sampled_from([b"", b"\0\0\0\0TFL3"]), noise=st.binary(max_size=512))
     def run(mutated, header, noise):
@@ -80,6 +83,13 @@ def fuzz(seeds: tuple[bytes, ...], examples: int) -> None:
         write_hostile(mutated)
         read_hostile(header + noise)
     run()
+
+
+@pytest.mark.parametrize("found", sorted(CORPUS.glob("*.bin")), ids=lambda path: path.stem)
+def test_what_the_fuzzer_found(found):
+    """Inputs that once got past our errors, kept so they stay fixed."""
+    read_hostile(found.read_bytes())
+    write_hostile(found.read_bytes())
 
 
 def test_fuzz_quick(seeds):
