@@ -1,15 +1,14 @@
 """Classify every image under a folder: decode in a small thread pool while the interpreter runs.
 
 The interpreter is the bottleneck worth keeping busy; JPEG decoding and resizing (which release the
-GIL) happen a few images ahead of it in worker threads, through a bounded window of futures.
+GIL) happen a few images ahead of it in worker threads (`device.prefetch`).
 """
 from __future__ import annotations
 
 import csv
 import json
 import time
-from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from device import imaging
 from device.classifier import Category, Classifier
 from device.errors import UserError
+from device.prefetch import map_ahead
 
 FORMATS = ("csv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -64,30 +64,15 @@ def classify_files(classifier: Classifier, folder: Path, files: Sequence[Path],
         except imaging.ImageError as error:
             return None, str(error), 0.0
 
-    pool = ThreadPoolExecutor(decoders, thread_name_prefix="decode")
-    try:
-        queued: deque[tuple[Path, Future]] = deque()
-        remaining = iter(files)
-        for path in remaining:
-            queued.append((path, pool.submit(prepare, path)))
-            if len(queued) >= ahead:
-                break
-        while queued:
-            path, future = queued.popleft()
-            following = next(remaining, None)
-            if following is not None:
-                queued.append((following, pool.submit(prepare, following)))
-            tensor, error, prepare_s = future.result()
-            name = path.relative_to(folder).as_posix()
-            if tensor is None:
-                yield ImageResult(name, error=error)
-                continue
-            start = time.perf_counter()
-            top = classifier.top(classifier.infer(tensor))
-            latency_ms = (prepare_s + time.perf_counter() - start) * 1000
-            yield ImageResult(name, tuple(top), round(latency_ms, 3))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    for path, (tensor, error, prepare_s) in map_ahead(prepare, files, workers=decoders, ahead=ahead):
+        name = path.relative_to(folder).as_posix()
+        if tensor is None:
+            yield ImageResult(name, error=error)
+            continue
+        start = time.perf_counter()
+        top = classifier.top(classifier.infer(tensor))
+        latency_ms = (prepare_s + time.perf_counter() - start) * 1000
+        yield ImageResult(name, tuple(top), round(latency_ms, 3))
 
 
 def format_for(path: Path | None, chosen: str | None) -> str:

@@ -5,15 +5,14 @@ here and nowhere else in `device`, and only when it is the interpreter actually 
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterator, NamedTuple
 
+from device import native_stderr
 from device.errors import UserError
 
 
@@ -74,31 +73,9 @@ def load_interpreter(model: bytes | str | os.PathLike, threads: int | None = Non
         raise UserError(f"--threads must be at least 1, not {threads}")
     interpreter_class = importlib.import_module(_runtime().module).Interpreter
     try:
-        with _native_info_silenced():
+        with native_stderr.filtered(lambda line: line.startswith("INFO:")):  # "Created XNNPACK delegate"
             interpreter = interpreter_class(model_content=model, num_threads=threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ModelLoadError(f"the TFLite runtime cannot load the model: {' '.join(str(error).split())}") from None
     return interpreter
-
-
-@contextlib.contextmanager
-def _native_info_silenced() -> Iterator[None]:
-    """Drop the runtime's native "INFO: Created TensorFlow Lite XNNPACK delegate" lines; keep the rest."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines():
-                if not line.startswith("INFO:"):
-                    print(line, file=sys.stderr)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
+
+from device import native_stderr
 
 _NOISE = (
     "absl::InitializeLog()",
@@ -28,20 +29,10 @@ _NOISE = (
 
 def _import_tensorflow_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
+    with native_stderr.filtered(lambda line: any(noise in line for noise in _NOISE)):
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not any(noise in line for noise in _NOISE)))
+        tf.config.list_physical_devices()
     tf.get_logger().setLevel(logging.ERROR)
 
 

@@ -11,13 +11,14 @@ import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from device import imaging
 from device.errors import UserError
+from device.prefetch import map_ahead
 
 MAX_LISTED_SKIPS = 10
 
@@ -102,6 +103,19 @@ class DataLoader:
         rest = [item for item, chosen in zip(self.items, in_first) if not chosen]
         return (DataLoader(first, self.index_to_label, self.skipped),
                 DataLoader(rest, self.index_to_label, self.skipped))
+
+    def images(self, size: Sequence[int]) -> Iterator[np.ndarray]:
+        """Every image as the device sees it (uint8 RGB resized to `size`), in order, decoded a few
+        ahead in threads; never all in memory at once."""
+        def load(path: str) -> np.ndarray:
+            try:
+                return imaging.load(path, size)
+            except imaging.ImageError as error:  # it was readable when the folder was loaded
+                raise DataError(f"{path} can no longer be read: {error}") from None
+
+        paths = [path for path, _ in self.items]
+        for _, image in map_ahead(load, paths, workers=os.cpu_count() or 1):
+            yield image
 
     def dataset(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
                 batch_size: int | None = None, one_hot: bool = True,

@@ -22,6 +22,7 @@ from device.errors import UserError
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
+from trainer import frozen_features
 from trainer.data import DataLoader, check_batch_fits
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
@@ -192,8 +193,13 @@ class ImageClassifier:
         return ds.batch(self.hparams.batch_size)
 
     def features(self, data: DataLoader, batch_size: int | None = None) -> np.ndarray:
-        """The backbone's output for every image, in one pass over the data."""
+        """The backbone's output for every image, in one pass over the data: by the device's engine
+        while the backbone keeps its ImageNet weights, else by TensorFlow."""
         spec = self.model_spec
+        if not self.hparams.train_whole_model:
+            computed = frozen_features.features(spec, data)
+            if computed is not None:
+                return computed
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
         with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar:
             chunks = []

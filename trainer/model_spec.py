@@ -10,6 +10,7 @@ Building imports TensorFlow (quietly, through `trainer._quiet_tensorflow`); look
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import os
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ class EfficientNetLiteSpec:
         model = efficientnet_lite.build(self.name, self.input_size)
         efficientnet_lite.assign_weights(model, self.imagenet_weights(), unused_ok=efficientnet_lite.CLASSIFIER_WEIGHTS)
         return model
+
+    def frozen_feature_extractor_tflite(self, cached_only: bool = False) -> bytes | None:
+        """The ImageNet feature extractor as a float .tflite for one image, converted once and cached
+        (None if `cached_only` and it is not cached yet: reading the cache needs no TensorFlow)."""
+        from trainer.backbones import weight_cache
+
+        def convert() -> bytes:
+            from trainer.export import convert_to_tflite
+
+            return convert_to_tflite(self.feature_extractor(), None, self.input_size, self.mean, self.std)
+
+        source = f"{self.checkpoint().name} converted by tensorflow {importlib.metadata.version('tensorflow')}"
+        return weight_cache.cached_bytes(f"{self.name}-features-tflite", source, None if cached_only else convert)
 
     def classifier(self) -> keras.Model:
         """The whole ImageNet network: float [None, H, W, 3] (normalized) -> [None, 1000] logits."""
@@ -107,6 +121,10 @@ class ImageModelSpec:
         object.__setattr__(self, "input_size", shape)
         object.__setattr__(self, "mean", tuple(float(value) for value in self.mean))
         object.__setattr__(self, "std", tuple(float(value) for value in self.std))
+
+    def frozen_feature_extractor_tflite(self, cached_only: bool = False) -> None:
+        """None: a user's own backbone computes its features in TensorFlow (its ops may not all convert)."""
+        return None
 
     def feature_extractor(self) -> keras.Model:
         """Load the model at `uri` as a Keras model with input [None, H, W, 3] and output [None, D]."""

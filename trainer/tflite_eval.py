@@ -39,10 +39,12 @@ def folder_label_columns(classifier: Classifier, data: DataLoader) -> np.ndarray
 def model_scores(classifier: Classifier, data: DataLoader) -> np.ndarray:
     """The model's scores for every image of `data`: one column per model label, in the model's order."""
     scores = np.empty((data.size, len(classifier.labels)), dtype=np.float32)
-    for row, (path, _) in enumerate(tqdm(data.items, desc="Evaluating .tflite", unit="img",
-                                         disable=None, leave=False)):
-        scores[row] = classifier.scores(imaging.decode(path))
+    images = data.images(classifier.input_size)
+    for row, image in enumerate(tqdm(images, total=data.size, desc="Evaluating .tflite", unit="img",
+                                     disable=None, leave=False)):
+        scores[row] = classifier.scores(image)
     return scores
+
 
 
 def tflite_scores(model_path: str | os.PathLike, data: DataLoader, threads: int | None = None) -> np.ndarray:

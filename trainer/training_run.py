@@ -29,7 +29,7 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
                           data_folder: str | os.PathLike, started: float, cache_features: bool = True) -> dict:
     """Run the steps, write model.tflite, labels.txt and the report to `export_dir`; return the summary.
 
-    `cache_features=False` is Model Maker's recipe (the frozen backbone re-runs every epoch), for the benchmark.
+    `cache_features=False` is Model Maker's recipe (the frozen backbone re-runs every epoch), for comparisons.
     """
     timings = {}
     clock = time.perf_counter()

@@ -110,7 +110,7 @@ def test_augmentation_and_fine_tuning_take_the_full_pipeline(tiny_flowers):
     assert any(changed)
 
 
-def test_float_scores_from_the_shared_backbone_trace_equal_the_keras_model(tutorial_run):
+def test_float_scores_from_the_cached_features_equal_the_keras_model(tutorial_run):
     model, test_data = tutorial_run["model"], tutorial_run["test_data"]
     spec = model.model_spec
     images = test_data.dataset(spec.input_size, spec.mean, spec.std, batch_size=16).map(lambda image, _: image)

@@ -1,6 +1,7 @@
-"""The converted-weight cache: one `.npz` per backbone under the user cache dir, checked before use.
+"""The converted-weight cache: `.npz` files under the user cache dir, checked before use.
 
-Converting a checkpoint is cheap but not free, and the cache makes the second run skip it. Each file
+Converting a checkpoint is cheap but not free, and the cache makes the second run skip it; the same
+goes for a frozen backbone converted to a float .tflite (`cached_bytes`). Each file
 records the cache format, the checkpoint it came from and a SHA-256 of its arrays; a file that is
 truncated, damaged, from another format or from another checkpoint is converted again and replaced.
 `BLOOMKIT_CACHE` moves the cache root (tests point it at a temporary folder).
@@ -41,6 +42,16 @@ def cached_weights(name: str, source: str, convert: Callable[[], Mapping[str, np
             warnings.warn(f"could not cache converted weights in {path.parent}: {error.strerror or error}",
                           stacklevel=2)
     return weights
+
+
+def cached_bytes(name: str, source: str, make: Callable[[], bytes] | None) -> bytes | None:
+    """`cached_weights` for one blob, such as a converted .tflite: the same checks, the same atomic
+    write. With `make` None, only what is cached already (None if nothing valid is)."""
+    if make is None:
+        arrays = read(cache_dir() / f"{name}.npz", source)
+        return None if arrays is None else arrays["bytes"].tobytes()
+    arrays = cached_weights(name, source, lambda: {"bytes": np.frombuffer(make(), dtype=np.uint8)})
+    return arrays["bytes"].tobytes()
 
 
 def read(path: Path, source: str) -> dict[str, np.ndarray] | None:

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where model.tflite, labels.txt and the report go (default: export)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split and training (default 0)")
     parser.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    parser.add_argument("--rerun-backbone", action="store_true",
+                        help="re-run the frozen backbone on every batch of every epoch, as Model Maker did, "
+                             "instead of computing each photo's features once (slower; for comparisons)")
     parser.set_defaults(func=run)
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
-    from trainer import model_spec
+    from trainer import frozen_features, model_spec
     from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
@@ -61,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
         _remove_if_empty(created)
         raise
 
-    from trainer.training_run import train_export_evaluate
+    if not args.rerun_backbone:
+        frozen_features.start(model_spec.get(args.model_spec), [train_data, test_data])
+    from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
 
     summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
                                     args.quantization, args.export_dir, args.seed, data_folder=args.data,
-                                    started=started)
+                                    started=started, cache_features=not args.rerun_backbone)
     if args.json:
         print(json.dumps(summary))
     else:

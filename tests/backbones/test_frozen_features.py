@@ -1,0 +1,74 @@
+"""A frozen backbone's features by the device's engine: the Keras backbone's, cached, computable ahead."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device import imaging
+from tests.conftest import REPO, copy_photos
+from trainer import frozen_features, model_spec
+from trainer.backbones import weight_cache
+from trainer.data import DataError, DataLoader
+
+LITE0 = model_spec.get("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def photos(flowers_dir, tmp_path_factory) -> DataLoader:
+    return DataLoader.from_folder(copy_photos(flowers_dir, tmp_path_factory.mktemp("photos"), 3))
+
+
+def test_the_devices_engine_computes_the_keras_backbones_features(photos, lite0_features, monkeypatch):
+    features = frozen_features.features(LITE0, photos)
+    images = np.stack([imaging.normalize(imaging.load(path, LITE0.input_size), LITE0.mean, LITE0.std)
+                       for path, _ in photos.items])
+    expected = lite0_features(images, training=False).numpy()
+    assert features.shape == (photos.size, 1280)
+    np.testing.assert_allclose(features, expected, atol=1e-4)
+    assert (weight_cache.cache_dir() / "efficientnet_lite0-features-tflite.npz").is_file()
+
+    import trainer.export
+
+    monkeypatch.setattr(trainer.export, "convert_to_tflite", lambda *args: pytest.fail("converted again"))
+    np.testing.assert_array_equal(frozen_features.features(LITE0, photos), features)
+
+
+def test_features_started_ahead_need_no_tensorflow(photos):
+    LITE0.frozen_feature_extractor_tflite()  # cached, as after any earlier run
+    script = """if True:
+        import json, sys
+        from trainer import frozen_features, model_spec
+        from trainer.data import DataError, DataLoader
+        data = DataLoader.from_folder(sys.argv[1])
+        frozen_features.start(model_spec.get("efficientnet_lite0"), [data])
+        features = frozen_features.features(model_spec.get("efficientnet_lite0"), data)
+        print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "features": features[:, :4].tolist()}))
+    """
+    root = str(Path(photos.items[0][0]).parents[1])
+    done = subprocess.run([sys.executable, "-c", script, root], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["tensorflow"] is False
+    loaded = DataLoader.from_folder(root)
+    np.testing.assert_allclose(result["features"], frozen_features.features(LITE0, loaded)[:, :4], atol=1e-6)
+
+
+def test_an_error_in_the_background_reaches_whoever_collects_the_features(photos, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    data = DataLoader([*photos.items[:2], (str(broken), 0)], photos.index_to_label)
+    frozen_features.start(LITE0, [data])
+    with pytest.raises(DataError, match="broken.jpg can no longer be read: not an image"):
+        frozen_features.features(LITE0, data)
+
+
+def test_a_users_own_backbone_has_no_tflite_so_tensorflow_computes_its_features(tmp_path):
+    own = model_spec.ImageModelSpec(uri=tmp_path / "own.keras")
+    assert own.frozen_feature_extractor_tflite() is None
+    assert frozen_features.features(own, DataLoader([], ["a", "b"])) is None

@@ -1,0 +1,69 @@
+"""A frozen backbone's features, computed by the device's engine, once per set of photos.
+
+While the backbone keeps its ImageNet weights it is the same function in every run, so its float
+.tflite is converted once and cached (`EfficientNetLiteSpec.frozen_feature_extractor_tflite`), and
+LiteRT with XNNPACK runs it several times faster than TensorFlow does. `trainer train` starts the
+features in a thread as soon as the photos are listed (`start`): with the .tflite cached this needs
+no TensorFlow, which loads meanwhile; the classifier then collects them (`features`).
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from device import imaging
+from device.runtime import load_interpreter
+from trainer.data import DataLoader
+
+_started: dict[tuple, Future] = {}
+
+
+def start(spec, datasets: Sequence[DataLoader]) -> None:
+    """Compute the features of `datasets` in a background thread, if the spec's backbone is cached."""
+    model = spec.frozen_feature_extractor_tflite(cached_only=True)
+    if model is None:
+        return
+    interpreter = load_interpreter(model)  # not in the thread: loading, like importing TensorFlow, captures stderr
+    futures = [(data, Future()) for data in datasets]
+    for data, future in futures:
+        _started[_key(spec, data)] = future
+
+    def work() -> None:
+        for data, future in futures:
+            try:
+                future.set_result(compute(interpreter, spec, data))
+            except BaseException as error:  # handed to whoever collects the features
+                future.set_exception(error)
+
+    # A daemon: an interrupted run exits at once instead of waiting for the photos left.
+    threading.Thread(target=work, name="features", daemon=True).start()
+
+
+def features(spec, data: DataLoader) -> np.ndarray | None:
+    """The features of every photo of `data`, from `start` or computed now; None when the spec's
+    backbone has no .tflite (a user's own backbone), so TensorFlow must compute them."""
+    future = _started.pop(_key(spec, data), None)
+    if future is not None:
+        return future.result()
+    model = spec.frozen_feature_extractor_tflite()
+    return None if model is None else compute(load_interpreter(model), spec, data)
+
+
+def compute(interpreter, spec, data: DataLoader) -> np.ndarray:
+    """A float feature extractor's `interpreter` over every photo of `data`, preprocessed as the spec says."""
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    rows = []
+    for image in tqdm(data.images(spec.input_size), total=data.size, desc="Extracting features", unit="img",
+                      disable=None, leave=False):
+        interpreter.set_tensor(source, imaging.normalize(image, spec.mean, spec.std)[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(target)[0].copy())
+    return np.stack(rows)
+
+
+def _key(spec, data: DataLoader) -> tuple:
+    return spec, tuple(data.items)
