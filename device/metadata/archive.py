@@ -63,7 +63,7 @@ def append(model: bytes, files: dict[str, bytes]) -> bytes:
     """`model` followed by a zip archive of `files`, stored uncompressed with fixed timestamps."""
     buffer = io.BytesIO(model)
     buffer.seek(len(model))
-    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # never into an old archive
         for name, data in files.items():
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16

@@ -140,3 +140,14 @@ def test_refuses_models_it_would_break():
         write_metadata(synthetic_model(buffer_offset=4096), FLOWERS, mean=[0], std=[1], name="big")
     with pytest.raises(UnsupportedModelError, match="newer"):
         write_metadata(synthetic_model(model_fields=12), FLOWERS, mean=[0], std=[1], name="new")
+
+
+def test_a_damaged_archive_is_replaced_not_appended_to(reference_model, recwarn):
+    """Found by the fuzzer: an archive whose entry points past the end cannot be cut off; the new
+    labels go into a fresh archive after it, not into the damaged one (zipfile warned of duplicates)."""
+    written = bytearray(write_metadata(reference_model.read_bytes(), FLOWERS, mean=[0], std=[255], name="one"))
+    entry = written.rindex(b"PK\x01\x02")
+    written[entry + 42:entry + 46] = (len(written) + 100).to_bytes(4, "little")   # its local header offset
+    rewritten = write_metadata(bytes(written), list("abcde"), mean=[0], std=[255], name="two")
+    assert read_model_info(rewritten).labels == tuple("abcde")
+    assert not recwarn.list
