@@ -73,7 +73,7 @@ def measure(model: Path, images: Path, threads: int, source_fps: float, rounds: 
                     "--threads", str(threads))
     invoke, served, busy, shares = [], [], [], []
     try:
-        daemon.wait_for("bloomkit_inferences_total", 50, timeout=120)  # warmed up, folder decoded
+        daemon.wait_for_count("bloomkit_inferences_total", 50, timeout=120)  # warmed up, folder decoded
         for _ in range(rounds):
             daemon.pause()
             invoke.append(invoke_rate(classifier, tensors, seconds))

@@ -41,7 +41,7 @@ def keep_polling(daemon: Daemon, stop: threading.Event, quiet: threading.Lock) -
 
 def sample(daemon: Daemon, at: int, timeout: float, quiet: threading.Lock) -> dict:
     """Resources once `at` frames were captured, taken at rest: no request in flight for a second."""
-    daemon.wait_for(FRAMES, at, timeout)
+    daemon.wait_for_count(FRAMES, at, timeout)
     with quiet:
         time.sleep(1.0)
         resources = daemon.resources()

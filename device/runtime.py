@@ -8,9 +8,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from device import native_stderr
 from device.errors import UserError

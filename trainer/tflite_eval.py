@@ -6,7 +6,6 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from device import imaging
 from device.classifier import Classifier
 from device.errors import UserError
 from trainer.data import DataLoader
