@@ -12,7 +12,7 @@ import urllib.request
 
 from service import running_pid  # shipped beside this script
 
-POLL_S = 0.5
+POLL_S = 0.1   # a start or reload is seen within 0.1 s of happening; a probe is one local HTTP request
 
 
 def probe(url):
