@@ -1,5 +1,5 @@
-"""Real OpenSSH servers on loopback ports, each a "host" with its own deploy root: for the deploy tests and
-benchmarks/deploy_speed.py."""
+"""Real OpenSSH servers on loopback ports, each a "host" with its own deploy root (and, when asked, a CPU budget
+of its own): for the deploy tests and benchmarks/deploy_speed.py."""
 from __future__ import annotations
 
 import getpass
@@ -16,6 +16,7 @@ from pathlib import Path
 from deploy.inventory import DaemonOptions, Host
 from deploy.releases import HOST_SCRIPTS
 from tests.conftest import free_port
+from tests.deploy.cpubudget import CpuBudget
 
 SSHD = Path("/usr/sbin/sshd")
 PHOTOS_PER_HOST = 4
@@ -30,16 +31,21 @@ def keygen(path: Path) -> Path:
 
 @dataclass
 class SshServer:
-    """One sshd on 127.0.0.1:port; `stop()` kills it and every session it serves."""
+    """One sshd on 127.0.0.1:port; `stop()` kills it and every session it serves (with a CPU budget: every
+    process the host runs, its daemon included)."""
 
     port: int
     directory: Path
     process: subprocess.Popen | None = None
+    cpu: CpuBudget | None = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        if self.cpu is not None:
+            self.cpu.close()
+            self.cpu = None
 
     def kill_sessions(self) -> int:
         """Kill the per-connection sshd children (as a dropped network link would), keep the listener."""
@@ -53,12 +59,14 @@ class SshServer:
 
 @dataclass
 class SshLab:
-    """Per-test hosts: client key, known_hosts and photos shared, a fresh sshd and root per host."""
+    """Per-test hosts: client key, known_hosts and photos shared, a fresh sshd and root per host; with
+    `host_cpu` > 0, each host's processes share that many cores of CPU (a cgroup per host), 0: unconstrained."""
 
     base: Path
     identity: Path
     known_hosts: Path
     photos: Path
+    host_cpu: float = 0.0
     servers: list[SshServer] = field(default_factory=list)
 
     def start_server(self, name: str, *, trusted: bool = True) -> SshServer:
@@ -77,11 +85,13 @@ class SshLab:
             f"SetEnv HOME={directory}", "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True)
-        process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
-                                   stderr=open(directory / "sshd.log", "wb"))
-        server = SshServer(port, directory, process)
+        cpu = CpuBudget.create(f"bloomkit-{os.getpid()}-{name}", self.host_cpu) if self.host_cpu else None
+        server = SshServer(port, directory, cpu=cpu)
         self.servers.append(server)
-        _wait_for_port(port, process)
+        server.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
+                                          preexec_fn=cpu.enter if cpu else None,
+                                          stderr=open(directory / "sshd.log", "wb"))
+        _wait_for_port(port, server.process)
         if trusted:
             public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
             with open(self.known_hosts, "a") as file:
@@ -109,6 +119,17 @@ class SshLab:
         path.write_text(yaml.safe_dump({"hosts": {h.name: settings(h) for h in hosts}}))
         return path
 
+    def start_daemon(self, host: Host, timeout: float = 60) -> None:
+        """Start a test host's deployed daemon with the release's service manager (within the host's CPU
+        budget), as a Pi does when it boots, and return once it serves the release's model."""
+        cpu = next(server.cpu for server in self.servers if server.port == host.port)
+        scripts = Path(host.root) / "current" / HOST_SCRIPTS
+        subprocess.run([host.python, scripts / "service.py", "--root", host.root, "start"], check=True,
+                       preexec_fn=cpu.enter if cpu else None)
+        subprocess.run([host.python, scripts / "health.py", "--url", f"http://{host.daemon.http}/healthz", "--root",
+                        host.root, "--manifest", f"{host.root}/current/manifest.json", "--timeout", str(timeout)],
+                       check=True, stdout=subprocess.DEVNULL)
+
     def close(self) -> None:
         for root in self.base.glob("*/opt/bloomkit"):
             stop_daemon(root)
@@ -125,16 +146,6 @@ def stop_daemon(root: Path) -> None:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
-
-
-def start_daemon(host: Host, timeout: float = 60) -> None:
-    """Start a test host's deployed daemon with the release's service manager, as a Pi does when it boots, and
-    return once it serves the release's model."""
-    scripts = Path(host.root) / "current" / HOST_SCRIPTS
-    subprocess.run([host.python, scripts / "service.py", "--root", host.root, "start"], check=True)
-    subprocess.run([host.python, scripts / "health.py", "--url", f"http://{host.daemon.http}/healthz", "--root",
-                    host.root, "--manifest", f"{host.root}/current/manifest.json", "--timeout", str(timeout)],
-                   check=True, stdout=subprocess.DEVNULL)
 
 
 def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
@@ -158,9 +169,9 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) ->
     raise RuntimeError(f"sshd did not listen on {port}")
 
 
-def make_lab(base: Path, client_key: Path, photos: Path) -> SshLab:
+def make_lab(base: Path, client_key: Path, photos: Path, host_cpu: float = 0.0) -> SshLab:
     base.mkdir(parents=True, exist_ok=True)
-    lab = SshLab(base / "hosts", client_key, base / "known_hosts", photos)
+    lab = SshLab(base / "hosts", client_key, base / "known_hosts", photos, host_cpu)
     lab.known_hosts.touch()
     return lab
 
