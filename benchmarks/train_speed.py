@@ -1,12 +1,13 @@
 """Training speed: a whole `trainer train` with the cached-features fast path against Model Maker's recipe.
 
-Both runs are the real command, `trainer train --split 0.8` on flowers-mini (data check, training, int8
-export, evaluation of the .tflite with the device's engine, report), each in its own process, timed from
-process start to exit. They differ only in the recipe: the baseline re-runs the frozen backbone every
-epoch, as Model Maker did (`--rerun-backbone`), with the same backbone, epochs, batch, seed and
-export settings. Prints a table with each stage's seconds, or one JSON object with --json.
+Every run is the real command, `trainer train --split 0.8` on flowers-mini (data check, training, int8
+export, evaluation of the .tflite with the device's engine, report), in its own process, timed from
+process start to exit. The recipes differ only in training: the baseline re-runs the frozen backbone
+every epoch, as Model Maker did (`--rerun-backbone`), with the same backbone, epochs, batch, seed and
+export settings. `--rounds` runs of each, in alternating order; the median runs are compared. Prints a
+table with each stage's seconds, or one JSON object with --json.
 
-    .venv/bin/python benchmarks/train_speed.py [--data DIR] [--epochs 5] [--batch-size 32]
+    .venv/bin/python benchmarks/train_speed.py [--data DIR] [--epochs 5] [--batch-size 32] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -43,12 +44,36 @@ def run_recipe(recipe: str, cli_args: list[str]) -> dict:
 
 def stages(summary: dict, wall_seconds: float) -> dict[str, float]:
     """Seconds per stage: startup (Python, imports), model build, feature extraction, fit, int8 export,
-    evaluation (float model and .tflite on the test photos), other (data check, report)."""
+    evaluation (float model and .tflite on the test photos), other (data check, importing TensorFlow,
+    report). The fast path's features start before TensorFlow loads, so `features` is what was left
+    to wait for once it had."""
     t = summary["timings"]
     return {"startup": wall_seconds - summary["seconds"],
             "build": t["train"] - t["features_seconds"] - t["fit_seconds"],
             "features": t["features_seconds"], "fit": t["fit_seconds"], "export": t["export"],
             "evaluate": t["evaluate"], "other": summary["seconds"] - t["train"] - t["export"] - t["evaluate"]}
+
+
+def run_child(recipe: str, options: list[str]) -> dict:
+    """One whole `trainer train` of `recipe` in its own process, timed from process start to exit."""
+    with tempfile.TemporaryDirectory() as export_dir:
+        started = time.perf_counter()
+        child = subprocess.run([sys.executable, __file__, "--recipe", recipe, "--export-dir", export_dir,
+                                *options], capture_output=True, text=True, cwd=REPO)
+        wall_seconds = time.perf_counter() - started
+    if child.returncode:
+        sys.exit(f"the {recipe} run failed:\n{child.stderr}")
+    summary = json.loads(child.stdout.splitlines()[-1])
+    return {"seconds": round(wall_seconds, 1),
+            "stages": {k: round(v, 1) for k, v in stages(summary, wall_seconds).items()},
+            **{k: summary[k] for k in ("train_count", "test_count", "float_accuracy", "tflite_accuracy",
+                                       "model_bytes", "peak_rss_mb")}}
+
+
+def median_run(recipe_runs: list[dict]) -> dict:
+    """The run with the median wall time (the lower middle one of an even count), and every run's time."""
+    ordered = sorted(recipe_runs, key=lambda run: run["seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "all_seconds": [run["seconds"] for run in recipe_runs]}
 
 
 def main() -> int:
@@ -57,6 +82,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each recipe, alternating (default 2)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--recipe", choices=RECIPES, help=argparse.SUPPRESS)  # in the child process
     parser.add_argument("--export-dir", help=argparse.SUPPRESS)  # in the child process
@@ -67,20 +93,12 @@ def main() -> int:
         print(json.dumps(run_recipe(args.recipe, [*options, "--split", "0.8", "--export-dir", args.export_dir])))
         return 0
 
-    results = {}
-    for recipe in RECIPES:
-        with tempfile.TemporaryDirectory() as export_dir:
-            started = time.perf_counter()
-            child = subprocess.run([sys.executable, __file__, "--recipe", recipe, "--export-dir", export_dir,
-                                    *options], capture_output=True, text=True, cwd=REPO)
-            wall_seconds = time.perf_counter() - started
-        if child.returncode:
-            sys.exit(f"the {recipe} run failed:\n{child.stderr}")
-        summary = json.loads(child.stdout.splitlines()[-1])
-        results[recipe] = {"seconds": round(wall_seconds, 1),
-                           "stages": {k: round(v, 1) for k, v in stages(summary, wall_seconds).items()},
-                           **{k: summary[k] for k in ("train_count", "test_count", "float_accuracy",
-                                                      "tflite_accuracy", "model_bytes", "peak_rss_mb")}}
+    runs = {recipe: [] for recipe in RECIPES}
+    for round_index in range(args.rounds):
+        # alternate the order, so a load that rises or falls during a round weighs on both recipes
+        for recipe in RECIPES[::-1] if round_index % 2 else RECIPES:
+            runs[recipe].append(run_child(recipe, options))
+    results = {recipe: median_run(recipe_runs) for recipe, recipe_runs in runs.items()}
     fast, baseline = results["fast"], results["baseline"]
     summary = {
         **results,
@@ -104,7 +122,9 @@ def main() -> int:
             r = results[recipe]
             print(f"{recipe:<10}{r['seconds']:>7.1f}" + "".join(f"{r['stages'][s]:>10.1f}" for s in STAGES)
                   + f"{r['float_accuracy']:>11.3f}{r['tflite_accuracy']:>10.3f}{r['peak_rss_mb']:>13}")
-        print(f"fast / baseline = {summary['speed_ratio']:.3f} (whole run)")
+        for recipe in RECIPES:
+            print(f"{recipe} runs: {', '.join(f'{t:.1f}' for t in results[recipe]['all_seconds'])} s (median shown)")
+        print(f"fast / baseline = {summary['speed_ratio']:.3f} (whole runs, medians)")
         for check, passed in summary["checks"].items():
             print(f"{'PASS' if passed else 'FAIL'}  {check}")
     return 0 if all(summary["checks"].values()) else 1
