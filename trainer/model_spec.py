@@ -60,7 +60,9 @@ class EfficientNetLiteSpec:
             return convert_to_tflite(self.feature_extractor(), None, self.input_size, self.mean, self.std)
 
         source = f"{self.checkpoint().name} converted by tensorflow {importlib.metadata.version('tensorflow')}"
-        return weight_cache.cached_bytes(f"{self.name}-features-tflite", source, None if cached_only else convert)
+        height, width = self.input_size
+        name = f"{self.name}-{height}x{width}-features-tflite"
+        return weight_cache.cached_bytes(name, source, None if cached_only else convert)
 
     def classifier(self) -> keras.Model:
         """The whole ImageNet network: float [None, H, W, 3] (normalized) -> [None, 1000] logits."""

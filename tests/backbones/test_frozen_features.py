@@ -30,7 +30,7 @@ def test_the_devices_engine_computes_the_keras_backbones_features(photos, lite0_
     expected = lite0_features(images, training=False).numpy()
     assert features.shape == (photos.size, 1280)
     np.testing.assert_allclose(features, expected, atol=1e-4)
-    assert (weight_cache.cache_dir() / "efficientnet_lite0-features-tflite.npz").is_file()
+    assert (weight_cache.cache_dir() / "efficientnet_lite0-224x224-features-tflite.npz").is_file()
 
     import trainer.export
 
