@@ -237,3 +237,21 @@ def test_train_writes_model_report_and_json_then_evaluate_reads_it(tiny_flowers,
     assert main(["evaluate", str(out / "model.tflite"), "--data", str(tiny_flowers), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["count"] == 40 and evaluated["labels"] == summary["labels"]
+
+
+def test_ctrl_c_is_one_line_exit_130_and_leaves_no_empty_export_folder(tiny_flowers, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "new" / "out"
+    process = subprocess.Popen([sys.executable, "-c", TRAINER_MAIN, "train", "--data", tiny_flowers,
+                                "--batch-size", "8", "--export-dir", out], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:  # the run has begun: the folder is made first
+        time.sleep(0.05)
+    time.sleep(1.0)   # TensorFlow is loading and the features are being computed
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.strip()) == (130, "trainer: interrupted")
+    assert not (tmp_path / "new").exists()

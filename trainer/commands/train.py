@@ -60,17 +60,16 @@ def run(args: argparse.Namespace) -> int:
         if test_data.size == 0:
             raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
         check_batch_fits(train_data, args.batch_size)
-    except BaseException:
+        if not args.rerun_backbone:
+            frozen_features.start(model_spec.get(args.model_spec), [train_data, test_data])
+        from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
+
+        summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
+                                        args.quantization, args.export_dir, args.seed, data_folder=args.data,
+                                        started=started, cache_features=not args.rerun_backbone)
+    except BaseException:  # an error or Ctrl-C leaves no empty export folder behind
         _remove_if_empty(created)
         raise
-
-    if not args.rerun_backbone:
-        frozen_features.start(model_spec.get(args.model_spec), [train_data, test_data])
-    from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
-
-    summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
-                                    args.quantization, args.export_dir, args.seed, data_folder=args.data,
-                                    started=started, cache_features=not args.rerun_backbone)
     if args.json:
         print(json.dumps(summary))
     else:
