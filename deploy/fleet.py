@@ -102,9 +102,10 @@ def deploy_fleet(hosts: list[Host], model: Path, *, builder: Builder | None = No
                          max_failures=max_failures)
 
 
-def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, HostResult], None]
-             ) -> Callable[[Host], HostResult]:
-    """A job that connects, reads the facts, runs `work`, and turns any failure into the result."""
+def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, HostResult], None], *,
+             lock: bool = False) -> Callable[[Host], HostResult]:
+    """A job that connects, takes the host's deploy lock if it changes the host, reads the facts, runs
+    `work`, and turns any failure into the result."""
     def job(host: Host) -> HostResult:
         result = HostResult(host.name)
         started = time.monotonic()
@@ -112,6 +113,8 @@ def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, H
         try:
             steps = HostSteps(host, open_remote(host))
             result.stage = "preflight"
+            if lock:
+                steps.lock()
             facts = steps.read_facts()
             result.old = result.new = facts.current
             result.stage = None
@@ -129,7 +132,8 @@ def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, H
 
 def rollback_work(to: str | None, health_timeout: float) -> Callable[[HostSteps, HostResult], None]:
     """Return to `to` (default: the newest release older than the current one that did not fail); if that
-    one is not healthy, mark it failed and go back to where the host was."""
+    one is not healthy, mark it failed and go back to where the host was. A release marked failed that the
+    user chose with `to` and that proves healthy now (its failure was passing) loses its mark."""
     def work(steps: HostSteps, result: HostResult) -> None:
         facts = steps.facts
         target = to or previous_release(facts.releases, facts.current, facts.failed)
@@ -145,6 +149,9 @@ def rollback_work(to: str | None, health_timeout: float) -> Callable[[HostSteps,
                 steps.activate(facts.current, health_timeout)
             raise
         result.status, result.stage, result.new = OK, None, target
+        if target in facts.failed:
+            steps.clear_failed(target)
+            result.reason = "was marked failed, healthy now: mark cleared"
     return work
 
 

@@ -7,6 +7,7 @@
     <root>/venvs/<key>/          dependencies, shared by every release with the same wheelhouse key
     <root>/wheelhouses/<key>/    uploaded wheels, removed once their venv is built
     <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's log
+    <root>/.deploy.lock          held (flock) by the deploy or rollback running on the host, if any
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from deploy.build import Wheelhouse, sha256_file, write_sums
 from deploy.inventory import Host
 
 MODEL_NAME = "model.tflite"
-FAILED_MARKER = ".failed"      # in a release that failed its health check: never kept, never rolled back to
+FAILED_MARKER = ".failed"      # in a release that failed its health check: pruned first, skipped by a rollback
+                               # without --to (an explicit, healthy rollback to it clears the mark)
 HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
 
@@ -40,6 +42,11 @@ class Layout:
     @property
     def current(self) -> str:
         return f"{self.root}/current"
+
+    @property
+    def lock(self) -> str:
+        """flock(1)ed for the whole of a deploy or rollback."""
+        return f"{self.root}/.deploy.lock"
 
     def release(self, version: str) -> str:
         return f"{self.releases}/{version}"

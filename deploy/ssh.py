@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -133,6 +133,7 @@ class Remote:
 
     name: str
     conn: Connection | None          # None in a dry run
+    held: list[paramiko.Channel] = field(default_factory=list)    # commands kept running until close()
 
     @property
     def dry_run(self) -> bool:
@@ -150,6 +151,25 @@ class Remote:
             raise DeployError(f"`{_short(command)}` failed: {lines[-1]}")
         return result.stdout
 
+    def hold(self, command: str, timeout: float) -> tuple[int, str] | None:
+        """Start `command` on a channel of its own, kept open until `close()`, and wait (up to `timeout`) for
+        its first line: for what must last exactly as long as this connection (the host's deploy lock). None
+        once it printed; (exit status, last line of output) if it ended without printing."""
+        if self.conn is None:
+            print(f"[{self.name}] $ {command}    # held open until the end")
+            return None
+        channel = self.conn.transport.open_session()
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        if channel.makefile("r").readline():
+            self.held.append(channel)
+            return None
+        status = channel.recv_exit_status()
+        said = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+        lines = said.splitlines() or [f"exit status {status}"]
+        channel.close()
+        return status, lines[-1]
+
     def put(self, local: Path, remote: str) -> None:
         if self.conn is None:
             print(f"[{self.name}] put {local} -> {remote}")
@@ -160,6 +180,8 @@ class Remote:
         """Close the connection; one that was cut already (its SFTP channel cannot say goodbye) is done."""
         if self.conn is not None:
             try:
+                for channel in self.held:
+                    channel.close()
                 self.conn.close()
             except (EOFError, OSError, paramiko.SSHException):
                 pass

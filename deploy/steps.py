@@ -22,6 +22,9 @@ MACHINES = ("aarch64", "x86_64")
 DISK_MARGIN = 64 << 20
 RELOAD_TIMEOUT = 15.0      # seconds for a hot reload to serve the new model before falling back to a restart
 VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size
+LOCK_REGAIN_S = 10.0       # for the rollback's connection to take the lock the failed one held
+LOCK_BUSY = 75             # flock's exit status when another deploy holds the host's lock
+ANOTHER_DEPLOY = "another deploy to this host is running"
 
 # Run with the host's Python; only old syntax, so that a too-old Python is still reported clearly.
 FACTS_SCRIPT = r"""
@@ -144,6 +147,23 @@ class HostSteps:
         self.layout = Layout(host.root)
         self.facts: Facts | None = None
         self.service = None
+
+    def lock(self, wait: float = 0) -> None:
+        """Hold the host's deploy lock for as long as this connection lasts: flock(1) on a file under the root,
+        on an SSH channel of its own. When the channel ends (closed, process gone, connection dropped), sshd
+        ends the command and the kernel releases the lock, so it cannot go stale. Waits up to `wait` seconds
+        for another deploy to finish; by default fails at once."""
+        root = self.host.root
+        timing = f"-w {wait:g}" if wait else "-n"
+        command = (f"mkdir -p {quote(root)} 2>/dev/null || "
+                   f"{{ echo {quote(f'cannot create {root}: create it owned by the deploy user')} >&2; exit 1; }}; "
+                   "command -v flock >/dev/null || "
+                   "{ echo 'flock not found on the host: install util-linux' >&2; exit 1; }; "
+                   f"exec flock {timing} -E {LOCK_BUSY} {quote(self.layout.lock)} -c 'echo locked; exec cat'")
+        failure = self.remote.hold(command, timeout=wait + 30)
+        if failure is not None:
+            status, line = failure
+            raise DeployError(ANOTHER_DEPLOY if status == LOCK_BUSY else line)
 
     def read_facts(self) -> Facts:
         check = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
@@ -282,6 +302,9 @@ class HostSteps:
         """Record on the host that `version` failed, so pruning drops it first and rollbacks skip it."""
         self.remote.run(f"printf '%s\\n' {quote(reason)} > {quote(self.layout.failed_marker(version))}")
 
+    def clear_failed(self, version: str) -> None:
+        self.remote.run(quote("rm", "-f", self.layout.failed_marker(version)))
+
     def stop_and_clear(self) -> None:
         """After a failed first deploy: no earlier release to return to, so nothing stays live."""
         for command in self.service.stop():
@@ -321,6 +344,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
     try:
         steps = HostSteps(host, options.open_remote(host))
         stages.enter("preflight")
+        steps.lock()
         facts = steps.read_facts()
         result.old = result.new = facts.current
         steps.check_can_run()
@@ -395,9 +419,10 @@ def deploy_host(host: Host, options: Options) -> HostResult:
 def _roll_back(host: Host, options: Options, failed: HostSteps, result: HostResult, version: str) -> None:
     """Mark `version` failed and switch back to the release that was current, over a fresh connection (the
     old one may be gone)."""
-    failed.remote.close()
+    failed.remote.close()           # which lets go of the deploy lock: taken again below, once sshd released it
     try:
         steps = HostSteps(host, options.open_remote(host))
+        steps.lock(wait=LOCK_REGAIN_S)
         steps.read_facts()
         try:
             steps.mark_failed(version, f"{result.stage}: {result.reason}")

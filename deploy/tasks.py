@@ -138,7 +138,7 @@ def rollback(c, inventory=None, group=None, to=None, parallel="4", health_timeou
     if not hosts:
         return                                          # covered by the call for the first -H host
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    job = host_job(opener, rollback_work(to, number("--health-timeout", health_timeout, float)))
+    job = host_job(opener, rollback_work(to, number("--health-timeout", health_timeout, float)), lock=True)
     finish(run_fleet(hosts, job, parallel=number("--parallel", parallel, int), max_failures=1.0), json_)
 
 

@@ -2,6 +2,7 @@
 of its own): for the deploy tests and benchmarks/deploy_speed.py."""
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import shutil
@@ -69,7 +70,8 @@ class SshLab:
     host_cpu: float = 0.0
     servers: list[SshServer] = field(default_factory=list)
 
-    def start_server(self, name: str, *, trusted: bool = True) -> SshServer:
+    def start_server(self, name: str, *, trusted: bool = True, path: str | None = None) -> SshServer:
+        """An sshd for host `name`; its sessions get `path` as PATH if given (a host with fewer tools)."""
         directory = self.base / name
         directory.mkdir(parents=True)
         host_key = keygen(directory / "ssh_host_ed25519_key")
@@ -82,7 +84,7 @@ class SshLab:
             "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50",
             # A home of its own, as a Pi's deploy user has: bash, started by sshd, sources ~/.bashrc even for
             # `ssh host command`, and this machine's (pyenv's setup, ~0.15 s) would run before every command.
-            f"SetEnv HOME={directory}", "",
+            f"SetEnv HOME={directory}" + (f" PATH={path}" if path else ""), "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True)
         cpu = CpuBudget.create(f"bloomkit-{os.getpid()}-{name}", self.host_cpu) if self.host_cpu else None
@@ -146,6 +148,21 @@ def stop_daemon(root: Path) -> None:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+
+
+def deploy_lock_held(root: Path) -> bool:
+    """Whether some process holds the flock on a test host's deploy lock (the test hosts' roots are local)."""
+    try:
+        file = open(root / ".deploy.lock")
+    except FileNotFoundError:
+        return False
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(file, fcntl.LOCK_UN)
+        return False
 
 
 def run_fab(builder, *args: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,9 @@ from deploy.build import sha256_file
 from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, run_fleet
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
-from tests.deploy.sshlab import SshLab, SshServer, free_port, make_lab, run_fab, stop_daemon
+from deploy.steps import ANOTHER_DEPLOY
+from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab,
+                                 stop_daemon)
 
 pytestmark = pytest.mark.slow
 
@@ -198,6 +200,41 @@ def cut_connection_mid_upload(root: Path, server: SshServer, timeout: float = 12
                 server.kill_sessions()
                 return
         time.sleep(0.002)
+
+
+def test_a_second_deploy_while_one_runs_fails_fast_and_the_first_completes(fleet, models, builder, tmp_path):
+    host = fleet.hosts[1]
+    deploy([host], models.first, builder)
+    big = tmp_path / "big.tflite"
+    big.write_bytes(big_model(models.first))                # slow to upload: the second deploy comes meanwhile
+    first: list[HostResult] = []
+    running = threading.Thread(target=lambda: first.extend(deploy([host], big, builder)))
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not deploy_lock_held(Path(host.root)) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        (second,) = deploy([host], models.second, builder)
+    finally:
+        running.join()
+    assert (second.status, second.stage, second.reason) == (FAILED, "preflight", ANOTHER_DEPLOY)
+    assert first[0].status == OK, first
+    assert healthz(host)["model"]["sha256"] == sha256_file(big)
+
+
+def test_an_explicit_rollback_to_a_release_marked_failed_clears_the_mark_once_healthy(fleet, models, builder):
+    host = fleet.hosts[0]
+    deploy([host], models.second, builder)
+    (result,) = deploy([host], models.first, builder)
+    older = result.old
+    # As a health check that gave up too early (a slow start, a passing fault) leaves it.
+    marker = Path(host.root) / "releases" / older / ".failed"
+    marker.write_text("health: timed out after 1 s\n")
+    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(older, 30), lock=True))
+    assert (result.status, result.new) == (OK, older), result
+    assert result.reason == "was marked failed, healthy now: mark cleared"
+    assert not marker.exists() and current(host) == f"releases/{older}"
+    assert healthz(host)["model"]["sha256"] == sha256_file(models.second)
 
 
 def test_status_rollback_logs_and_keep_from_the_command_line(fleet, models, builder):

@@ -77,7 +77,8 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
     assert done.returncode == 0, done.stderr
     out = done.stdout
     root = host.root
-    for expected in ["[pi1] $ command -v /usr/bin/python3", "pip download", "--platform manylinux_2_36_aarch64",
+    for expected in [f"exec flock -n -E 75 {root}/.deploy.lock", "[pi1] $ command -v /usr/bin/python3",
+                     "pip download", "--platform manylinux_2_36_aarch64",
                      f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "sha256sum --quiet --strict -c",
                      "-m venv --without-pip --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
                      "systemctl restart bloomkit-device.service", "health.py", "DRY-RUN"]:
