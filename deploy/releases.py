@@ -87,13 +87,13 @@ class Bundle:
 
 
 def new_version(model_sha256: str, taken: list[str]) -> str:
-    """Sortable: UTC time to the second, then the model's hash prefix (and a counter if that is taken)."""
-    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + model_sha256[:8]
-    count = 1
-    while version in taken:
-        version = f"{version.split('.')[0]}.{count}"
-        count += 1
-    return version
+    """Sortable in deploy order: UTC time to the millisecond, then the model's hash prefix. If the host's
+    newest release sorts later (two deploys within a millisecond, or another workstation's clock ahead),
+    the name is that one's plus a suffix, so it still sorts after it."""
+    now = time.time()
+    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1000):03d}Z-{model_sha256[:8]}"
+    newest = max(taken, default="")
+    return version if version > newest else f"{newest}.{model_sha256[:8]}"
 
 
 def stage(host: Host, model: Path, model_info: dict, wheel: Path, wheelhouse: Wheelhouse, directory: Path,
