@@ -5,8 +5,10 @@ Listing and checking the folder needs no TensorFlow (so `trainer evaluate` runs 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -107,14 +109,8 @@ class DataLoader:
     def images(self, size: Sequence[int]) -> Iterator[np.ndarray]:
         """Every image as the device sees it (uint8 RGB resized to `size`), in order, decoded a few
         ahead in threads; never all in memory at once."""
-        def load(path: str) -> np.ndarray:
-            try:
-                return imaging.load(path, size)
-            except imaging.ImageError as error:  # it was readable when the folder was loaded
-                raise DataError(f"{path} can no longer be read: {error}") from None
-
         paths = [path for path, _ in self.items]
-        for _, image in map_ahead(load, paths, workers=os.cpu_count() or 1):
+        for _, image in map_ahead(lambda path: _load(path, size), paths, workers=os.cpu_count() or 1):
             yield image
 
     def dataset(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
@@ -131,7 +127,7 @@ class DataLoader:
         height, width = int(size[0]), int(size[1])
 
         def load(path: bytes) -> np.ndarray:
-            return imaging.normalize(imaging.load(path.decode(), (height, width)), mean, std)
+            return imaging.normalize(_load(path.decode(), (height, width)), mean, std)
 
         def load_in_graph(path, label):
             image = tf.numpy_function(load, [path], tf.float32, stateful=False)
@@ -149,6 +145,28 @@ class DataLoader:
                 ds = ds.map(lambda images, labels: (augment(images), labels),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _load(path: str, size: Sequence[int]) -> np.ndarray:
+    try:
+        return imaging.load(path, size)
+    except imaging.ImageError as error:  # it was readable when the folder was loaded
+        raise DataError(f"{path} can no longer be read: {error}") from None
+
+
+@contextlib.contextmanager
+def photo_errors() -> Iterator[None]:
+    """Give back the one-line `DataError` of a photo that failed inside a `dataset()` pipeline, which
+    TensorFlow wraps in an error of its own with the Python traceback appended."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        found = re.search(r"DataError: ([^\n]*)", error.message)
+        if found is None:
+            raise
+        raise DataError(found.group(1)) from None
 
 
 def check_batch_fits(train_data: DataLoader, batch_size: int) -> None:

@@ -23,7 +23,7 @@ import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
 from trainer import frozen_features
-from trainer.data import DataLoader, check_batch_fits
+from trainer.data import DataLoader, check_batch_fits, photo_errors
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
 from trainer.tflite_eval import tflite_scores
@@ -168,9 +168,10 @@ class ImageClassifier:
         self.timings["features_seconds"] = time.perf_counter() - started
         self._compile(model, steps_per_epoch)
         started = time.perf_counter()
-        self.history = model.fit(train_ds.repeat(), epochs=hp.epochs, steps_per_epoch=steps_per_epoch,
-                                 validation_data=validation_ds, verbose=0, shuffle=False,
-                                 callbacks=[_EpochBar(hp.epochs)])
+        with photo_errors():
+            self.history = model.fit(train_ds.repeat(), epochs=hp.epochs, steps_per_epoch=steps_per_epoch,
+                                     validation_data=validation_ds, verbose=0, shuffle=False,
+                                     callbacks=[_EpochBar(hp.epochs)])
         self.timings["fit_seconds"] = time.perf_counter() - started
         self._compile(self.model)
         return self.history
@@ -201,7 +202,8 @@ class ImageClassifier:
             if computed is not None:
                 return computed
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
-        with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar:
+        with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar, \
+                photo_errors():
             chunks = []
             for images, _ in batches:
                 chunks.append(self._extract(images).numpy())
@@ -223,7 +225,8 @@ class ImageClassifier:
         """[loss, accuracy] of the float Keras model on `data`."""
         spec = self.model_spec
         ds = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size)
-        return self.model.evaluate(ds, verbose=0)
+        with photo_errors():
+            return self.model.evaluate(ds, verbose=0)
 
     def predict_top_k(self, data: DataLoader, k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """The `k` most likely (label, score) pairs for each image of `data`."""

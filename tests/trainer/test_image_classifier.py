@@ -115,3 +115,21 @@ def test_float_scores_from_the_cached_features_equal_the_keras_model(tutorial_ru
     spec = model.model_spec
     images = test_data.dataset(spec.input_size, spec.mean, spec.std, batch_size=16).map(lambda image, _: image)
     np.testing.assert_allclose(model.predict_scores(test_data), model.model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_a_photo_unreadable_since_loading_is_a_one_line_error_on_every_path(tiny_flowers, tmp_path):
+    """The folder check passed, then a photo changed: Model Maker's recipe (tf.data) and the fast path
+    (the device's engine) both name it in one DataError, instead of TensorFlow's traceback."""
+    import shutil
+
+    from trainer import DataLoader, image_classifier
+    from trainer.data import DataError
+
+    folder = shutil.copytree(tiny_flowers, tmp_path / "photos")
+    data = DataLoader.from_folder(folder)
+    spoiled = data.items[3][0]
+    with open(spoiled, "wb") as file:
+        file.write(b"not a photo any more")
+    for settings in (dict(cache_features=False), dict(cache_features=True)):
+        with pytest.raises(DataError, match=rf"^{spoiled} can no longer be read: "):
+            image_classifier.create(data, epochs=1, batch_size=8, seed=0, **settings)
