@@ -6,7 +6,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
@@ -16,46 +16,89 @@ from deploy.build import Builder, validate_model
 from deploy.errors import DeployError, InventoryError
 from deploy.inventory import Host
 from deploy.releases import previous_release
-from deploy.report import CANCELLED, FAILED, OK, HostResult
+from deploy.report import CANCELLED, FAILED, INTERRUPTED, OK, HostResult
 from deploy.ssh import Remote, connect
-from deploy.steps import HostSteps, Options, deploy_host, reason_for
+from deploy.steps import HostSteps, Interrupt, Options, deploy_host, reason_for
+
+
+class FleetInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a fleet run, with the report of every host; `abandoned`: hosts were left mid-stage."""
+
+    def __init__(self, results: list[HostResult], abandoned: bool) -> None:
+        super().__init__("interrupted")
+        self.results, self.abandoned = results, abandoned
 
 
 def run_fleet(hosts: list[Host], job: Callable[[Host], HostResult], *, parallel: int = 4,
-              canary: str | None = None, max_failures: float = 0.5) -> list[HostResult]:
-    """`job` on every host, at most `parallel` at once; results in the hosts' order."""
+              canary: str | None = None, max_failures: float = 0.5,
+              interrupt: Interrupt | None = None) -> list[HostResult]:
+    """`job` on every host, at most `parallel` at once; results in the hosts' order. Every job runs in a
+    worker thread, so that Ctrl-C reaches this one: it starts no more hosts, asks the running ones to stop
+    at their next safe point (`interrupt`) and waits for them; a second Ctrl-C stops waiting. Either way
+    FleetInterrupted carries the report."""
     if parallel < 1:
         raise InventoryError("--parallel must be at least 1")
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise InventoryError("a host is listed twice")
+    if canary is not None and canary not in names:
+        raise InventoryError(f"canary {canary!r} is not among the selected hosts")
+    interrupt = interrupt or Interrupt()
     results: dict[str, HostResult] = {}
     queue = list(hosts)
-    if canary is not None:
-        if canary not in names:
-            raise InventoryError(f"canary {canary!r} is not among the selected hosts")
-        first = queue.pop(names.index(canary))
-        results[canary] = job(first)
-        if not results[canary].ok:
-            return _cancel_rest(hosts, results, f"canary {canary} did not succeed")
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        running = set()
+    running: dict[Future, Host] = {}
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        if canary is not None:
+            first = queue.pop(names.index(canary))
+            results[canary] = _finish(pool.submit(job, first), running, first)
+            if not results[canary].ok:
+                return _cancel_rest(hosts, results, f"canary {canary} did not succeed")
         while queue or running:
             failed = sum(not r.ok for r in results.values())
             if failed > max_failures * len(hosts):
                 queue.clear()
             while queue and len(running) < parallel:
                 host = queue.pop(0)
-                future = pool.submit(job, host)
-                future.host = host
-                running.add(future)
+                running[pool.submit(job, host)] = host
             if not running:
                 break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                results[future.host.name] = future.result()
-    reason = f"stopped: more than {max_failures:.0%} of the hosts failed"
-    return _cancel_rest(hosts, results, reason)
+                results[running.pop(future).name] = future.result()
+    except KeyboardInterrupt:
+        raise _interrupted(hosts, results, running, interrupt) from None
+    finally:
+        pool.shutdown(wait=False)
+    return _cancel_rest(hosts, results, f"stopped: more than {max_failures:.0%} of the hosts failed")
+
+
+def _finish(future: Future, running: dict[Future, Host], host: Host) -> HostResult:
+    running[future] = host
+    result = future.result()
+    del running[future]
+    return result
+
+
+def _interrupted(hosts: list[Host], results: dict[str, HostResult], running: dict[Future, Host],
+                 interrupt: Interrupt) -> FleetInterrupted:
+    """After Ctrl-C: the running hosts stop at their next safe point and are waited for, unless Ctrl-C
+    comes again; then those still running are reported INTERRUPTED in the stage they were in."""
+    interrupt.requested.set()
+    print("fab: interrupted: stopping each running host at a safe point (Ctrl-C again to quit at once)",
+          file=sys.stderr, flush=True)
+    abandoned = False
+    try:
+        for future, host in list(running.items()):
+            results[host.name] = future.result()
+            del running[future]
+    except KeyboardInterrupt:
+        abandoned = True
+    for host in running.values():
+        stage = interrupt.stage_of.get(host.name)
+        results[host.name] = HostResult(host.name, INTERRUPTED, stage=stage,
+                                        reason="interrupted: abandoned mid-stage, see `fab status`")
+    return FleetInterrupted(_cancel_rest(hosts, results, "interrupted before it started"), abandoned)
 
 
 def _cancel_rest(hosts: list[Host], results: dict[str, HostResult], reason: str) -> list[HostResult]:
@@ -99,7 +142,7 @@ def deploy_fleet(hosts: list[Host], model: Path, *, builder: Builder | None = No
                           open_remote=opener, staging=Path(staging), keep=keep, health_timeout=health_timeout,
                           say=progress(quiet))
         return run_fleet(hosts, lambda host: deploy_host(host, options), parallel=parallel, canary=canary,
-                         max_failures=max_failures)
+                         max_failures=max_failures, interrupt=options.interrupt)
 
 
 def host_job(open_remote: Callable[[Host], Remote], work: Callable[[HostSteps, HostResult], None], *,

@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict, dataclass
 
 OK, SKIPPED, FAILED, ROLLED_BACK, CANCELLED = "OK", "SKIPPED", "FAILED", "ROLLED_BACK", "CANCELLED"
+INTERRUPTED = "INTERRUPTED"    # Ctrl-C stopped the host's deploy (before the switch, unless abandoned)
 DRY_RUN = "DRY-RUN"            # a dry run went through every stage without touching the host
 SUCCESS = (OK, SKIPPED, DRY_RUN)
 

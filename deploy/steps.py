@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,7 @@ from deploy.build import Builder, Target, Wheelhouse
 from deploy.errors import ConnectError, DeployError
 from deploy.inventory import Host
 from deploy.releases import FAILED_MARKER, HOST_SCRIPTS, MODEL_NAME, Bundle, Layout, new_version, stage, to_prune
-from deploy.report import DRY_RUN, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
+from deploy.report import DRY_RUN, FAILED, INTERRUPTED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.services import service_for
 from deploy.ssh import Remote, describe_ssh_error, quote
 
@@ -124,6 +125,22 @@ DRY_RUN_FACTS = dict(machine="aarch64", os="(assumed in a dry run)", python=[3, 
                      root_user=False, has_venv=True, writable=True, probe="/", healthz=None)
 
 
+class Interrupted(DeployError):
+    """Ctrl-C stopped a host's deploy at a stage boundary before the switch: nothing live changed."""
+
+
+@dataclass
+class Interrupt:
+    """Ctrl-C during a fleet run, as the hosts' deploys see it: `requested` once it came; `stage_of` says
+    where each host's deploy is, for the report if they are abandoned."""
+
+    requested: threading.Event = field(default_factory=threading.Event)
+    stage_of: dict[str, str] = field(default_factory=dict)
+
+
+SAFE_TO_STOP = ("preflight", "build", "upload", "verify", "venv", "switch")   # when entered, nothing live changed
+
+
 @dataclass
 class Options:
     """Everything a host's deploy needs besides the host."""
@@ -136,6 +153,7 @@ class Options:
     keep: int = 3
     health_timeout: float = 60.0
     say: Callable[[str], None] = print
+    interrupt: Interrupt = field(default_factory=Interrupt)
 
 
 class HostSteps:
@@ -322,15 +340,20 @@ class HostSteps:
 
 
 class Stages:
-    """Where a host's deploy is, and the seconds each stage took (for the report's detail and benchmarks)."""
+    """Where a host's deploy is, and the seconds each stage took (for the report's detail and benchmarks);
+    entering a stage before the switch stops the deploy if Ctrl-C came."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str, interrupt: Interrupt) -> None:
         self.name, self.started, self.seconds = "connect", time.monotonic(), {}
+        self.host, self.interrupt = host, interrupt
 
     def enter(self, name: str) -> None:
         now = time.monotonic()
         self.seconds[self.name] = round(self.seconds.get(self.name, 0.0) + now - self.started, 3)
         self.name, self.started = name, now
+        self.interrupt.stage_of[self.host] = name
+        if name in SAFE_TO_STOP and self.interrupt.requested.is_set():
+            raise Interrupted("interrupted (Ctrl-C) before this stage: nothing live changed", stage=name)
 
 
 def deploy_host(host: Host, options: Options) -> HostResult:
@@ -338,7 +361,7 @@ def deploy_host(host: Host, options: Options) -> HostResult:
     result = HostResult(host.name)
     started = time.monotonic()
     steps: HostSteps | None = None
-    stages = Stages()
+    stages = Stages(host.name, options.interrupt)
     switched = False
     say = lambda text: options.say(f"[{host.name}] {text}")  # noqa: E731
     try:
@@ -402,7 +425,8 @@ def deploy_host(host: Host, options: Options) -> HostResult:
         steps.prune(options.keep, bundle.version, wheelhouse.key)
         result.status = DRY_RUN if steps.remote.dry_run else OK
     except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
-        result.status, result.reason = FAILED, reason_for(error, steps)
+        result.status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
+        result.reason = reason_for(error, steps)
         result.stage = "connect" if isinstance(error, ConnectError) else stages.name
         if switched:
             stages.enter("rollback")

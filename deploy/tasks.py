@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -26,16 +27,24 @@ FLEET_HELP = {**HOST_HELP, "parallel": "hosts at once (default 4)", "json": "pri
 
 
 def one_line_errors(body):
-    """A user's mistake ends the task with one line and exit 1, never a traceback."""
+    """A user's mistake ends the task with one line and exit 1, never a traceback; Ctrl-C with the report of
+    every host (what finished, what was interrupted where) and exit 130."""
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
+        from deploy.fleet import FleetInterrupted
+
         try:
             return body(*args, **kwargs)
         except UserError as error:
             raise Exit(f"fab: error: {error}", code=1) from None
+        except FleetInterrupted as stop:
+            print(to_json(stop.results) if kwargs.get("json_") else table(stop.results), flush=True)
+            if stop.abandoned:          # hosts' threads still run: exit now rather than wait for them
+                sys.stderr.flush()
+                os._exit(130)
+            raise Exit(code=130) from None
         except KeyboardInterrupt:
-            raise Exit("fab: interrupted: hosts already started were finished or rolled back; "
-                       "see `fab status`", code=130) from None
+            raise Exit("fab: interrupted", code=130) from None
     return wrapper
 
 

@@ -165,11 +165,19 @@ def deploy_lock_held(root: Path) -> bool:
         return False
 
 
-def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
-    """The `fab` command line, run in the builder's source snapshot with the builder's cache."""
+def start_fab(builder, *args: str) -> subprocess.Popen:
+    """The `fab` command line, started in the builder's source snapshot with the builder's cache."""
     fab = Path(sys.executable).parent / "fab"
     env = {**os.environ, "BLOOMKIT_CACHE": str(builder.cache_dir.parent)}
-    return subprocess.run([str(fab), *args], cwd=builder.repo, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.Popen([str(fab), *args], cwd=builder.repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
+    """`fab` run to its end."""
+    with start_fab(builder, *args) as process:
+        stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:

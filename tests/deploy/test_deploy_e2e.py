@@ -21,7 +21,7 @@ from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, r
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
-from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab,
+from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
                                  stop_daemon)
 
 pytestmark = pytest.mark.slow
@@ -235,6 +235,33 @@ def test_an_explicit_rollback_to_a_release_marked_failed_clears_the_mark_once_he
     assert result.reason == "was marked failed, healthy now: mark cleared"
     assert not marker.exists() and current(host) == f"releases/{older}"
     assert healthz(host)["model"]["sha256"] == sha256_file(models.second)
+
+
+def test_ctrl_c_during_fab_deploy_reports_every_host_and_changes_nothing_live(fleet, models, builder, tmp_path):
+    deploy(fleet.hosts, models.first, builder)
+    first, second = fleet.hosts         # in the inventory's order: with --parallel 1, `second` waits
+    before, served = current(first), healthz(first)["model"]["sha256"]
+    big = tmp_path / "big.tflite"
+    big.write_bytes(big_model(models.first))                # slow to upload: Ctrl-C comes meanwhile
+    fab = start_fab(builder, "deploy", "--model", str(big), "--inventory", str(fleet.lab.inventory([first, second])),
+                    "--parallel", "1")
+    try:
+        deadline = time.monotonic() + 60
+        while not deploy_lock_held(Path(first.root)) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        fab.send_signal(signal.SIGINT)
+        stdout, stderr = fab.communicate(timeout=120)
+    finally:
+        fab.kill()
+    assert fab.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "stopping each running host at a safe point" in stderr
+    rows = {line.split()[0]: line for line in stdout.splitlines()[1:-1]}
+    assert "INTERRUPTED (" in rows[first.name] and "nothing live changed" in rows[first.name], stdout
+    assert "CANCELLED (fleet: interrupted before it started)" in rows[second.name], stdout
+    assert stdout.splitlines()[-1] == "0 of 2 hosts ok, 2 not"
+    assert current(first) == before and healthz(first)["model"]["sha256"] == served
+    assert all(r <= before.removeprefix("releases/") or r.startswith(".incoming-") for r in releases(first))
+    assert not deploy_lock_held(Path(first.root))
 
 
 def test_status_rollback_logs_and_keep_from_the_command_line(fleet, models, builder):

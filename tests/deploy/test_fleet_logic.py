@@ -3,17 +3,18 @@ pre-flight refusals, on plain data: no host needed."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
 import pytest
 
 from deploy.errors import DeployError, InventoryError
-from deploy.fleet import run_fleet
+from deploy.fleet import FleetInterrupted, run_fleet
 from deploy.inventory import Host
 from deploy.releases import Layout, new_version, previous_release, to_prune
-from deploy.report import CANCELLED, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult, table, to_json
-from deploy.steps import DRY_RUN_FACTS, Facts, HostSteps
+from deploy.report import CANCELLED, FAILED, INTERRUPTED, OK, ROLLED_BACK, SKIPPED, HostResult, table, to_json
+from deploy.steps import DRY_RUN_FACTS, Facts, HostSteps, Interrupt
 
 
 def hosts(n: int) -> list[Host]:
@@ -66,6 +67,61 @@ def test_stops_starting_hosts_once_more_than_the_failure_share_failed():
     job = Job(failing={"pi0", "pi1"})
     run_fleet(hosts(8), job, parallel=1, max_failures=0.25)
     assert len(job.order) == 8                          # 2 of 8 is not more than 25%
+
+
+class Stoppable:
+    """A host's job that runs until Ctrl-C is asked for and then stops (as a deploy stops at a stage before
+    the switch), or, with `stubborn`, keeps running in stage "health" until released."""
+
+    def __init__(self, interrupt: Interrupt, stubborn: bool = False):
+        self.interrupt, self.stubborn = interrupt, stubborn
+        self.started, self.release = threading.Semaphore(0), threading.Event()
+
+    def __call__(self, host):
+        self.interrupt.stage_of[host.name] = "health"
+        self.started.release()
+        if self.stubborn:
+            self.release.wait(10)
+            return HostResult(host.name, OK)
+        self.interrupt.requested.wait(10)
+        return HostResult(host.name, INTERRUPTED, stage="upload", reason="interrupted")
+
+
+def ctrl_c_when(started: threading.Semaphore, count: int, times: int = 1) -> None:
+    """Ctrl-C in the main thread (as the terminal delivers it), `times` times, once `count` jobs started."""
+    def press():
+        for _ in range(count):
+            started.acquire(timeout=10)
+        for _ in range(times):
+            time.sleep(0.2)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    threading.Thread(target=press, daemon=True).start()
+
+
+def test_ctrl_c_stops_the_running_hosts_at_a_safe_point_and_reports_every_host():
+    interrupt = Interrupt()
+    job = Stoppable(interrupt)
+    ctrl_c_when(job.started, 2)
+    with pytest.raises(FleetInterrupted) as caught:
+        run_fleet(hosts(4), job, parallel=2, interrupt=interrupt)
+    stop = caught.value
+    assert not stop.abandoned and interrupt.requested.is_set()
+    assert [(r.status, r.stage) for r in stop.results] == [(INTERRUPTED, "upload")] * 2 + [(CANCELLED, "fleet")] * 2
+    assert stop.results[2].reason == "interrupted before it started"
+
+
+def test_a_second_ctrl_c_stops_waiting_and_reports_the_running_hosts_in_their_stage():
+    interrupt = Interrupt()
+    job = Stoppable(interrupt, stubborn=True)
+    ctrl_c_when(job.started, 1, times=2)
+    try:
+        with pytest.raises(FleetInterrupted) as caught:
+            run_fleet(hosts(2), job, parallel=1, canary="pi1", interrupt=interrupt)
+    finally:
+        job.release.set()
+    assert caught.value.abandoned
+    assert [(r.host, r.status, r.stage) for r in caught.value.results] == [
+        ("pi0", CANCELLED, "fleet"), ("pi1", INTERRUPTED, "health")]
 
 
 def test_bad_fleet_options_are_user_errors():
