@@ -93,6 +93,10 @@ def main() -> int:
         print(json.dumps(run_recipe(args.recipe, [*options, "--split", "0.8", "--export-dir", args.export_dir])))
         return 0
 
+    # Warm the caches (converted weights, the backbone's .tflite) as every run after a machine's first finds them.
+    subprocess.run([sys.executable, "-c", "from trainer import model_spec\n"
+                    "spec = model_spec.get('efficientnet_lite0')\n"
+                    "spec.imagenet_weights(); spec.frozen_feature_extractor_tflite()"], check=True, cwd=REPO)
     runs = {recipe: [] for recipe in RECIPES}
     for round_index in range(args.rounds):
         # alternate the order, so a load that rises or falls during a round weighs on both recipes

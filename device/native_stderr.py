@@ -10,13 +10,14 @@ import threading
 from typing import Callable, Iterator
 
 # One capture at a time: two threads swapping descriptor 2 would each restore the other's capture.
-_capturing = threading.RLock()
+# Code that redirects descriptor 2 another way (trainer.export silencing the converter) holds it too.
+CAPTURE_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def filtered(drop: Callable[[str], bool]) -> Iterator[None]:
     """Capture descriptor 2 during the block, then write back every line that `drop` does not match."""
-    with _capturing:
+    with CAPTURE_LOCK:
         try:
             saved = os.dup(2)
         except OSError:  # no stderr at all

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
 
@@ -32,7 +33,7 @@ class _Runtime(NamedTuple):
 _RUNTIMES = (
     _Runtime("ai-edge-litert", "ai_edge_litert", "ai_edge_litert.interpreter"),
     _Runtime("tflite-runtime", "tflite_runtime", "tflite_runtime.interpreter"),
-    _Runtime("tensorflow", "tensorflow", "tensorflow.lite"),
+    _Runtime("tensorflow", "tensorflow", "tensorflow.lite.python.interpreter"),
 )
 
 
@@ -43,6 +44,11 @@ def _runtime() -> _Runtime:
     raise RuntimeMissingError(
         "no TFLite runtime installed: pip install 'bloomkit[device]' (ai-edge-litert), "
         "or 'bloomkit[device-legacy]' (tflite-runtime) on older Pis")
+
+
+def is_tensorflow() -> bool:
+    """Whether the runtime is TensorFlow's own (a workstation without LiteRT), so loading one imports it."""
+    return _runtime().package == "tensorflow"
 
 
 def runtime_name() -> str:
@@ -70,6 +76,8 @@ def load_interpreter(model: bytes | str | os.PathLike, threads: int | None = Non
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise UserError(f"--threads must be at least 1, not {threads}")
+    if is_tensorflow():  # it is the fallback on purpose: its advice to move to LiteRT is noise here
+        warnings.filterwarnings("ignore", r"\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
     interpreter_class = importlib.import_module(_runtime().module).Interpreter
     try:
         with native_stderr.filtered(lambda line: line.startswith("INFO:")):  # "Created XNNPACK delegate"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"missing in CI: {reason}")
     pytest.skip(reason)
+
+
+def default_sigint() -> None:
+    """A `preexec_fn` for a child the test will Ctrl-C: started from a shell's background job, it would
+    inherit SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

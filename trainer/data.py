@@ -21,6 +21,7 @@ from tqdm import tqdm
 from device import imaging
 from device.errors import UserError
 from device.prefetch import map_ahead
+from device.runtime import default_threads
 
 MAX_LISTED_SKIPS = 10
 
@@ -110,7 +111,7 @@ class DataLoader:
         """Every image as the device sees it (uint8 RGB resized to `size`), in order, decoded a few
         ahead in threads; never all in memory at once."""
         paths = [path for path, _ in self.items]
-        for _, image in map_ahead(lambda path: _load(path, size), paths, workers=os.cpu_count() or 1):
+        for _, image in map_ahead(lambda path: _load(path, size), paths, workers=default_threads()):
             yield image
 
     def dataset(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from device import imaging
+from device import runtime
 from device.runtime import load_interpreter
 from trainer.data import DataLoader
+from trainer.model_spec import ModelSpec
 
 _started: dict[tuple, Future] = {}
 
 
-def start(spec, datasets: Sequence[DataLoader]) -> None:
+def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> None:
     """Compute the features of `datasets` in a background thread, if the spec's backbone is cached."""
+    if runtime.is_tensorflow():
+        return  # no LiteRT: loading the interpreter would import TensorFlow, and noisily, ahead of its time
     model = spec.frozen_feature_extractor_tflite(cached_only=True)
     if model is None:
         return
@@ -43,7 +47,7 @@ def start(spec, datasets: Sequence[DataLoader]) -> None:
     threading.Thread(target=work, name="features", daemon=True).start()
 
 
-def features(spec, data: DataLoader) -> np.ndarray | None:
+def features(spec: ModelSpec, data: DataLoader) -> np.ndarray | None:
     """The features of every photo of `data`, from `start` or computed now; None when the spec's
     backbone has no .tflite (a user's own backbone), so TensorFlow must compute them."""
     future = _started.pop(_key(spec, data), None)
@@ -53,7 +57,7 @@ def features(spec, data: DataLoader) -> np.ndarray | None:
     return None if model is None else compute(load_interpreter(model), spec, data)
 
 
-def compute(interpreter, spec, data: DataLoader) -> np.ndarray:
+def compute(interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
     """A float feature extractor's `interpreter` over every photo of `data`, preprocessed as the spec says."""
     source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
     rows = []
@@ -65,5 +69,5 @@ def compute(interpreter, spec, data: DataLoader) -> np.ndarray:
     return np.stack(rows)
 
 
-def _key(spec, data: DataLoader) -> tuple:
+def _key(spec: ModelSpec, data: DataLoader) -> tuple:
     return spec, tuple(data.items)

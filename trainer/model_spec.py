@@ -10,8 +10,10 @@ Building imports TensorFlow (quietly, through `trainer._quiet_tensorflow`); look
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.resources
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +61,8 @@ class EfficientNetLiteSpec:
 
             return convert_to_tflite(self.feature_extractor(), None, self.input_size, self.mean, self.std)
 
-        source = f"{self.checkpoint().name} converted by tensorflow {importlib.metadata.version('tensorflow')}"
+        source = (f"{self.checkpoint().name} built by {_builder_digest()} "
+                  f"and converted by {_versions('tensorflow', 'keras')}")
         height, width = self.input_size
         name = f"{self.name}-{height}x{width}-features-tflite"
         return weight_cache.cached_bytes(name, source, None if cached_only else convert)
@@ -93,6 +96,24 @@ class EfficientNetLiteSpec:
             raise ModelSpecError(f"expected one .pth checkpoint in {models}, found {len(found)}; "
                                  f"reinstall {self.package.replace('_', '-')}")
         return found[0]
+
+
+def _versions(*distributions: str) -> str:
+    """"tensorflow 2.21.0, keras 3.15.1": what a converted file depends on, read without importing them."""
+    def installed(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "(not found)"
+
+    return ", ".join(f"{name} {installed(name)}" for name in distributions)
+
+
+def _builder_digest() -> str:
+    """A hash of the code that builds the backbone (read, not imported: importing it loads TensorFlow),
+    so a changed port never reuses a graph converted from the old one."""
+    source = importlib.util.find_spec("trainer.backbones.efficientnet_lite").origin
+    return "efficientnet_lite.py " + hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

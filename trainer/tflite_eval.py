@@ -45,7 +45,6 @@ def model_scores(classifier: Classifier, data: DataLoader) -> np.ndarray:
     return scores
 
 
-
 def tflite_scores(model_path: str | os.PathLike, data: DataLoader, threads: int | None = None) -> np.ndarray:
     """Scores of a model trained on exactly `data`'s labels, columns in `data.index_to_label` order.
 

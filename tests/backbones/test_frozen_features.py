@@ -59,6 +59,33 @@ def test_features_started_ahead_need_no_tensorflow(photos):
     np.testing.assert_allclose(result["features"], frozen_features.features(LITE0, loaded)[:, :4], atol=1e-6)
 
 
+def test_features_started_ahead_are_collected_not_computed_again(photos, monkeypatch):
+    expected = frozen_features.features(LITE0, photos)
+    frozen_features.start(LITE0, [photos])
+    monkeypatch.setattr(model_spec.EfficientNetLiteSpec, "frozen_feature_extractor_tflite",
+                        lambda self, cached_only=False: pytest.fail("the features were not started ahead"))
+    np.testing.assert_array_equal(frozen_features.features(LITE0, photos), expected)
+
+
+def test_nothing_starts_ahead_when_tensorflow_is_the_runtime(photos, monkeypatch):
+    """Without LiteRT the interpreter is TensorFlow's: loading it early would import TensorFlow unquietly."""
+    from device import runtime
+
+    monkeypatch.setattr(runtime, "is_tensorflow", lambda: True)
+    frozen_features.start(LITE0, [photos])
+    assert not frozen_features._started
+
+
+def test_the_cached_tflite_is_stale_once_the_converter_or_the_port_changes(photos, monkeypatch):
+    LITE0.frozen_feature_extractor_tflite()  # converted and cached, if an earlier test has not
+    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is not None
+    monkeypatch.setattr(model_spec, "_versions", lambda *names: "tensorflow 9.9.9, keras 9.9.9")
+    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(model_spec, "_builder_digest", lambda: "efficientnet_lite.py 0000")
+    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is None
+
+
 def test_an_error_in_the_background_reaches_whoever_collects_the_features(photos, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploy.inventory import DaemonOptions, Host
 from deploy.releases import HOST_SCRIPTS
-from tests.conftest import free_port
+from tests.conftest import default_sigint, free_port
 from tests.deploy.cpubudget import CpuBudget
 
 SSHD = Path("/usr/sbin/sshd")
@@ -54,7 +54,10 @@ class SshServer:
 
         children = psutil.Process(self.process.pid).children(recursive=True)
         for child in children:
-            child.kill()
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:  # it ended with its session's process, killed just before
+                pass
         return len(children)
 
 
@@ -170,7 +173,7 @@ def start_fab(builder, *args: str) -> subprocess.Popen:
     fab = Path(sys.executable).parent / "fab"
     env = {**os.environ, "BLOOMKIT_CACHE": str(builder.cache_dir.parent)}
     return subprocess.Popen([str(fab), *args], cwd=builder.repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=default_sigint)
 
 
 def run_fab(builder, *args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from device.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, default_sigint
 
 PER_LABEL = 3
 BAD_FILES = {"daisy/empty.jpg": "", "roses/truncated.jpg": None, "tulips/notes.txt": "not a photo\n"}
@@ -149,7 +149,8 @@ def test_an_interrupted_run_leaves_the_old_output_intact(flowers_dir, reference_
     out.write_text("path,top1\nold,row\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "device.cli", "classify", str(flowers_dir), "--model", str(reference_model),
-         "--out", str(out), "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "--out", str(out), "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size for p in tmp_path.glob(".results.csv.*.tmp")):  # rows are being written
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"

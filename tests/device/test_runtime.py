@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,29 @@ def test_loading_prints_no_native_info_lines(reference_model):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded"
     assert "XNNPACK" not in result.stderr and "INFO" not in result.stderr
+
+
+def test_without_litert_or_tflite_runtime_tensorflow_runs_the_model_quietly(reference_model, flowers_dir):
+    """The workstation fallback: a trainer process (TensorFlow already quiet) classifies as LiteRT does."""
+    photo = sorted((flowers_dir / "roses").glob("*.jpg"))[0]
+    script = f"""if True:
+        import importlib.util, json
+        import trainer._quiet_tensorflow
+        real_find_spec = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *args: (
+            None if name in ("ai_edge_litert", "tflite_runtime") else real_find_spec(name, *args))
+        from device import imaging, runtime
+        from device.classifier import Classifier
+        top = Classifier({str(reference_model)!r}).classify(imaging.decode({str(photo)!r}))[0]
+        print(json.dumps([runtime.runtime_name(), runtime.is_tensorflow(), top.label, top.score]))
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    name, is_tensorflow, label, score = json.loads(done.stdout)
+    assert name.startswith("tensorflow ") and is_tensorflow
+    from device import imaging
+    from device.classifier import Classifier
+
+    expected = Classifier(reference_model).classify(imaging.decode(photo))[0]
+    assert (label, score) == (expected.label, pytest.approx(expected.score, abs=1 / 255))

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from device.metadata import read_model_info
-from tests.conftest import REPO
+from tests.conftest import REPO, default_sigint
 from tests.device.tiny_models import channel_mean_model
 from trainer.cli import main
 
@@ -246,7 +246,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_empty_export_folder(tiny_flow
     out = tmp_path / "new" / "out"
     process = subprocess.Popen([sys.executable, "-c", TRAINER_MAIN, "train", "--data", tiny_flowers,
                                 "--batch-size", "8", "--export-dir", out], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while not out.exists() and time.monotonic() < deadline:  # the run has begun: the folder is made first
         time.sleep(0.05)
@@ -255,3 +255,17 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_empty_export_folder(tiny_flow
     _, err = process.communicate(timeout=60)
     assert (process.returncode, err.strip()) == (130, "trainer: interrupted")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_train_collects_the_features_it_started_before_tensorflow_loaded(tiny_flowers, tmp_path, monkeypatch):
+    """The training and the test photos' features are computed once each, ahead, and then used."""
+    from trainer import frozen_features, model_spec
+
+    model_spec.get("efficientnet_lite0").frozen_feature_extractor_tflite()  # cached, as after any first run
+    computed = []
+    real_compute = frozen_features.compute
+    monkeypatch.setattr(frozen_features, "compute", lambda *args: computed.append(args[2].size) or real_compute(*args))
+    assert main(["train", "--data", str(tiny_flowers), "--split", "0.75", "--epochs", "1", "--batch-size", "8",
+                 "--export-dir", str(tmp_path / "out"), "--quantization", "float32"]) == 0
+    assert computed == [30, 10] and not frozen_features._started
