@@ -94,12 +94,14 @@ def test_the_fast_path_trains_the_same_model_as_rerunning_the_backbone(tiny_flow
     assert fast.history.history["loss"] == pytest.approx(baseline.history.history["loss"], abs=1e-4)
 
 
-def test_augmentation_and_fine_tuning_take_the_full_pipeline(tiny_flowers):
+def test_augmentation_and_fine_tuning_take_the_full_pipeline(tiny_flowers, monkeypatch):
     from trainer import DataLoader, image_classifier
 
     data = DataLoader.from_folder(tiny_flowers)
+    monkeypatch.setattr(image_classifier.ImageClassifier, "features",
+                        lambda *args, **kwargs: pytest.fail("features were cached, but they change every step"))
     augmented = image_classifier.create(data, epochs=1, batch_size=8, use_augmentation=True, seed=1)
-    assert not augmented.uses_feature_cache and augmented.timings["features_seconds"] < 1
+    assert not augmented.uses_feature_cache
     assert np.isfinite(augmented.history.history["loss"]).all()
 
     tuned = image_classifier.create(data, epochs=1, batch_size=8, train_whole_model=True, seed=1,
