@@ -10,14 +10,13 @@ import threading
 from typing import Callable, Iterator
 
 # One capture at a time: two threads swapping descriptor 2 would each restore the other's capture.
-# Code that redirects descriptor 2 another way (trainer.export silencing the converter) holds it too.
-CAPTURE_LOCK = threading.RLock()
+_capturing = threading.RLock()
 
 
 @contextlib.contextmanager
 def filtered(drop: Callable[[str], bool]) -> Iterator[None]:
     """Capture descriptor 2 during the block, then write back every line that `drop` does not match."""
-    with CAPTURE_LOCK:
+    with _capturing:
         try:
             saved = os.dup(2)
         except OSError:  # no stderr at all

@@ -24,23 +24,23 @@ def _silenced() -> Iterator[TextIO]:
     """Keep the converter's and Keras's export chatter off stdout and stderr (C++ writes to the file
     descriptors, Keras prints "Saved artifact at …", the converter warns about input statistics);
     yield the real stderr, for a progress bar."""
-    with native_stderr.CAPTURE_LOCK:  # no other capture of descriptor 2 may start or end meanwhile
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            with os.fdopen(os.dup(saved[1]), "w") as terminal, contextlib.redirect_stdout(io.StringIO()), \
-                    warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield terminal
-        finally:
-            for fd, copy in zip((1, 2), saved):
-                os.dup2(copy, fd)
-                os.close(copy)
-            os.close(null)
+    with os.fdopen(os.dup(2), "w") as terminal, native_stderr.filtered(lambda line: True), \
+            _native_stdout_dropped(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield terminal
+
+
+@contextlib.contextmanager
+def _native_stdout_dropped() -> Iterator[None]:
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 class ExportFormat(str, enum.Enum):
