@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
         if value < 1:
             raise UserError(f"{option} must be at least 1, not {value}")
-    model_spec.get(args.model_spec)
+    spec = model_spec.get(args.model_spec)  # an unknown name fails here, before any data is read
     created = _make_export_dir(args.export_dir)
     try:
         if args.data is None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
         check_batch_fits(train_data, args.batch_size)
         if not args.rerun_backbone:
-            frozen_features.start(model_spec.get(args.model_spec), [train_data, test_data])
+            frozen_features.start(spec, [train_data, test_data])
         from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
 
         summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
