@@ -94,9 +94,9 @@ def main() -> int:
         return 0
 
     # Warm the caches (converted weights, the backbone's .tflite) as every run after a machine's first finds them.
-    subprocess.run([sys.executable, "-c", "from trainer import model_spec\n"
+    subprocess.run([sys.executable, "-c", "from trainer import frozen_features, model_spec\n"
                     "spec = model_spec.get('efficientnet_lite0')\n"
-                    "spec.imagenet_weights(); spec.frozen_feature_extractor_tflite()"], check=True, cwd=REPO)
+                    "spec.imagenet_weights(); frozen_features.extractor_tflite(spec)"], check=True, cwd=REPO)
     runs = {recipe: [] for recipe in RECIPES}
     for round_index in range(args.rounds):
         # alternate the order, so a load that rises or falls during a round weighs on both recipes

@@ -56,6 +56,10 @@ class DataLoader:
         if len(label_dirs) < 2:
             raise DataError(f"{root} needs one sub-folder per label and at least two labels, "
                             f"found {len(label_dirs)}")
+        broken = [p.name for p in label_dirs if "\n" in p.name or "\r" in p.name]
+        if broken:
+            raise DataError(f"label folder {broken[0]!r} in {root} has a line break in its name, and labels.txt "
+                            "holds one label a line: rename the folder")
         files = [(path, index) for index, label_dir in enumerate(label_dirs)
                  for path in sorted(label_dir.rglob("*"))
                  if path.is_file() and not path.name.startswith(".")]

@@ -16,6 +16,7 @@ from device.metadata import read_model_info, write_metadata
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from trainer.export_folder import replace_folder
 from trainer.quantization import QuantizationConfig
 
 
@@ -105,7 +106,4 @@ def save_saved_model(keras_model, path: str | os.PathLike) -> None:
         staged = Path(scratch) / "saved_model"
         with _silenced():
             keras_model.export(str(staged), format="tf_saved_model", verbose=False)
-        if path.exists():
-            old = Path(scratch) / "old"
-            os.replace(path, old)
-        os.replace(staged, path)
+        replace_folder(staged, path)

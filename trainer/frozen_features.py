@@ -1,13 +1,14 @@
 """A frozen backbone's features, computed by the device's engine, once per set of photos.
 
 While the backbone keeps its ImageNet weights it is the same function in every run, so its float
-.tflite is converted once and cached (`EfficientNetLiteSpec.frozen_feature_extractor_tflite`), and
-LiteRT with XNNPACK runs it several times faster than TensorFlow does. `trainer train` starts the
-features in a thread as soon as the photos are listed (`start`): with the .tflite cached this needs
-no TensorFlow, which loads meanwhile; the classifier then collects them (`features`).
+.tflite is converted once and cached (`extractor_tflite`), and LiteRT with XNNPACK runs it several
+times faster than TensorFlow does. `trainer train` starts the features in a thread as soon as the
+photos are listed (`start`): with the .tflite cached this needs no TensorFlow, which loads meanwhile;
+the classifier is handed the returned `FeaturesAhead` and collects them from it.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 from concurrent.futures import Future
 from typing import Any, Sequence
@@ -21,23 +22,73 @@ from device.runtime import load_interpreter
 from trainer.data import DataLoader
 from trainer.model_spec import ModelSpec
 
-_started: dict[tuple, Future] = {}
+
+class FeaturesAhead:
+    """Features of some data sets, being computed in a background thread; each is collected once."""
+
+    def __init__(self, pending: Sequence[tuple[DataLoader, Future]]):
+        self._pending = list(pending)
+
+    def take(self, data: DataLoader) -> np.ndarray | None:
+        """The features of `data` (this very loader) if they were started here, else None."""
+        for index, (started, future) in enumerate(self._pending):
+            if started is data:
+                del self._pending[index]
+                return future.result()
+        return None
+
+    def __len__(self) -> int:
+        """How many data sets are still to be collected."""
+        return len(self._pending)
 
 
-def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> None:
-    """Compute the features of `datasets` in a background thread, if the spec's backbone is cached."""
+def extractor_tflite(spec: ModelSpec, cached_only: bool = False) -> bytes | None:
+    """The spec's ImageNet feature extractor as a float .tflite for one image, converted once and cached.
+
+    None for a user's own backbone (its ops may not all convert: TensorFlow computes its features),
+    and None if `cached_only` and it is not cached yet: reading the cache needs no TensorFlow.
+    """
+    from trainer.backbones import weight_cache
+
+    version = spec.backbone_version()
+    if version is None:
+        return None
+
+    def convert() -> bytes:
+        from trainer.export import convert_to_tflite
+
+        return convert_to_tflite(spec.feature_extractor(), None, spec.input_size, spec.mean, spec.std)
+
+    height, width = spec.input_size
+    return weight_cache.cached_bytes(f"{spec.name}-{height}x{width}-features-tflite",
+                                     f"{version} and converted by {_versions('tensorflow', 'keras')}",
+                                     None if cached_only else convert)
+
+
+def _versions(*distributions: str) -> str:
+    """"tensorflow 2.21.0, keras 3.15.1": what a converted file depends on, read without importing them."""
+    def installed(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "(not found)"
+
+    return ", ".join(f"{name} {installed(name)}" for name in distributions)
+
+
+def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> FeaturesAhead | None:
+    """Compute the features of `datasets` in a background thread, if the spec's backbone is cached
+    (else None: they are computed when needed)."""
     if runtime.is_tensorflow():
-        return  # no LiteRT: loading the interpreter would import TensorFlow, and noisily, ahead of its time
-    model = spec.frozen_feature_extractor_tflite(cached_only=True)
+        return None  # no LiteRT: loading the interpreter would import TensorFlow, and noisily, ahead of its time
+    model = extractor_tflite(spec, cached_only=True)
     if model is None:
-        return
+        return None
     interpreter = load_interpreter(model)  # not in the thread: loading, like importing TensorFlow, captures stderr
-    futures = [(data, Future()) for data in datasets]
-    for data, future in futures:
-        _started[_key(spec, data)] = future
+    pending = [(data, Future()) for data in datasets]
 
     def work() -> None:
-        for data, future in futures:
+        for data, future in pending:
             try:
                 future.set_result(compute(interpreter, spec, data))
             except BaseException as error:  # handed to whoever collects the features
@@ -45,15 +96,16 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> None:
 
     # A daemon: an interrupted run exits at once instead of waiting for the photos left.
     threading.Thread(target=work, name="features", daemon=True).start()
+    return FeaturesAhead(pending)
 
 
-def features(spec: ModelSpec, data: DataLoader) -> np.ndarray | None:
-    """The features of every photo of `data`, from `start` or computed now; None when the spec's
+def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = None) -> np.ndarray | None:
+    """The features of every photo of `data`, from `ahead` or computed now; None when the spec's
     backbone has no .tflite (a user's own backbone), so TensorFlow must compute them."""
-    future = _started.pop(_key(spec, data), None)
-    if future is not None:
-        return future.result()
-    model = spec.frozen_feature_extractor_tflite()
+    collected = ahead.take(data) if ahead is not None else None
+    if collected is not None:
+        return collected
+    model = extractor_tflite(spec)
     return None if model is None else compute(load_interpreter(model), spec, data)
 
 
@@ -67,7 +119,3 @@ def compute(interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
         interpreter.invoke()
         rows.append(interpreter.get_tensor(target)[0].copy())
     return np.stack(rows)
-
-
-def _key(spec: ModelSpec, data: DataLoader) -> tuple:
-    return spec, tuple(data.items)

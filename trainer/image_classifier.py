@@ -22,7 +22,8 @@ from device.errors import UserError
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
-from trainer import frozen_features
+from trainer import frozen_features, saved_run
+from trainer.frozen_features import FeaturesAhead
 from trainer.data import DataLoader, check_batch_fits, photo_errors
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
@@ -64,12 +65,14 @@ def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_d
            learning_rate: float | None = None, momentum: float | None = None, shuffle: bool = False,
            use_augmentation: bool = False, use_hub_library: bool = True, warmup_steps: int | None = None,
            model_dir: str | None = None, do_train: bool = True, *, seed: int | None = None,
-           cache_features: bool = True) -> "ImageClassifier":
+           cache_features: bool = True, features_ahead: FeaturesAhead | None = None) -> "ImageClassifier":
     """Build a classifier on `model_spec` (a spec or its name) and train it on `train_data`, as Model Maker did.
 
     `seed` makes the run reproducible. `cache_features=False` re-runs the frozen backbone every epoch
     (Model Maker's way, kept for comparison); it changes nothing when the backbone trains or images
-    are augmented, since then features change every step. `model_dir` is accepted and unused.
+    are augmented, since then features change every step. `features_ahead` holds features already
+    being computed (`frozen_features.start`) for the data sets this will train and score on.
+    `model_dir` is accepted and unused.
     """
     del model_dir  # Model Maker kept checkpoints there; a training here is short enough to rerun
     if seed is not None:
@@ -87,7 +90,7 @@ def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_d
     if do_train:
         check_batch_fits(train_data, hparams.batch_size)
     classifier = ImageClassifier(model_spec, train_data.index_to_label, hparams, shuffle=shuffle,
-                                 use_augmentation=use_augmentation, seed=seed)
+                                 use_augmentation=use_augmentation, seed=seed, features_ahead=features_ahead)
     if do_train:
         classifier.train(train_data, validation_data, steps_per_epoch=steps_per_epoch, cache_features=cache_features)
     return classifier
@@ -97,7 +100,9 @@ class ImageClassifier:
     """A trainable, exportable classifier: `model` is one Keras model, normalized image in, scores out."""
 
     def __init__(self, model_spec, index_to_label: Sequence[str], hparams: HParams = HParams(),
-                 shuffle: bool = False, use_augmentation: bool = False, seed: int | None = None):
+                 shuffle: bool = False, use_augmentation: bool = False, seed: int | None = None,
+                 features_ahead: FeaturesAhead | None = None, model=None):
+        """`model`: an already trained model of this layout (backbone, then head), as `load` reads one."""
         self.model_spec = model_spec
         self.index_to_label = list(index_to_label)
         self.num_classes = len(self.index_to_label)
@@ -105,10 +110,11 @@ class ImageClassifier:
         self.shuffle = shuffle
         self.use_augmentation = use_augmentation
         self.seed = seed
+        self.features_ahead = features_ahead
         self.history = None  # the `keras.callbacks.History` of the last training
         self.timings: dict[str, float] = {}  # seconds spent extracting features and fitting
         self.representative_data: DataLoader | None = None  # calibrates the default int8 export
-        self.model, self._backbone, self._head = self._build()
+        self.model, self._backbone, self._head = self._build() if model is None else _parts(model)
         self._compile(self.model)
 
     @property
@@ -198,7 +204,7 @@ class ImageClassifier:
         while the backbone keeps its ImageNet weights, else by TensorFlow."""
         spec = self.model_spec
         if not self.hparams.train_whole_model:
-            computed = frozen_features.features(spec, data)
+            computed = frozen_features.features(spec, data, self.features_ahead)
             if computed is not None:
                 return computed
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
@@ -267,12 +273,26 @@ class ImageClassifier:
         """The .tflite file's bytes, with metadata."""
         if quantization_config == "default":
             if self.representative_data is None:
-                raise TrainingError("the default int8 export calibrates on the training data: train first, "
-                                    "or pass quantization_config")
+                raise TrainingError("the default int8 export calibrates on the training photos, and this model "
+                                    "has none: pass quantization_config=QuantizationConfig.for_int8(photos)")
             quantization_config = QuantizationConfig.for_int8(self.representative_data)
         spec = self.model_spec
         return tflite_with_metadata(self.model, self.index_to_label, spec.name, spec.input_size, spec.mean,
                                     spec.std, quantization_config, version)
+
+
+def load(run_dir: str | os.PathLike) -> ImageClassifier:
+    """The classifier a `trainer train` run kept in `run_dir`, ready to `export` again or `evaluate`,
+    without training. An int8 export then needs calibration photos:
+    `quantization_config=QuantizationConfig.for_int8(data)`."""
+    run = saved_run.read(run_dir)
+    return ImageClassifier(run.spec, run.labels, model=saved_run.load_keras(run))
+
+
+def _parts(model) -> tuple:
+    """(model, backbone, head) of a model built by `ImageClassifier._build`."""
+    backbone, head = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return model, backbone, head
 
 
 def _as_formats(export_format) -> tuple[ExportFormat, ...]:

@@ -11,7 +11,6 @@ Building imports TensorFlow (quietly, through `trainer._quiet_tensorflow`); look
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.resources
 import importlib.util
 import os
@@ -51,21 +50,10 @@ class EfficientNetLiteSpec:
         efficientnet_lite.assign_weights(model, self.imagenet_weights(), unused_ok=efficientnet_lite.CLASSIFIER_WEIGHTS)
         return model
 
-    def frozen_feature_extractor_tflite(self, cached_only: bool = False) -> bytes | None:
-        """The ImageNet feature extractor as a float .tflite for one image, converted once and cached
-        (None if `cached_only` and it is not cached yet: reading the cache needs no TensorFlow)."""
-        from trainer.backbones import weight_cache
-
-        def convert() -> bytes:
-            from trainer.export import convert_to_tflite
-
-            return convert_to_tflite(self.feature_extractor(), None, self.input_size, self.mean, self.std)
-
-        source = (f"{self.checkpoint().name} built by {_builder_digest()} "
-                  f"and converted by {_versions('tensorflow', 'keras')}")
-        height, width = self.input_size
-        name = f"{self.name}-{height}x{width}-features-tflite"
-        return weight_cache.cached_bytes(name, source, None if cached_only else convert)
+    def backbone_version(self) -> str:
+        """Which ImageNet backbone this builds: the checkpoint and the code that lays it out. Two runs
+        whose backbones share a version compute the same features."""
+        return f"{self.checkpoint().name} built by {_builder_digest()}"
 
     def classifier(self) -> keras.Model:
         """The whole ImageNet network: float [None, H, W, 3] (normalized) -> [None, 1000] logits."""
@@ -96,17 +84,6 @@ class EfficientNetLiteSpec:
             raise ModelSpecError(f"expected one .pth checkpoint in {models}, found {len(found)}; "
                                  f"reinstall {self.package.replace('_', '-')}")
         return found[0]
-
-
-def _versions(*distributions: str) -> str:
-    """"tensorflow 2.21.0, keras 3.15.1": what a converted file depends on, read without importing them."""
-    def installed(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "(not found)"
-
-    return ", ".join(f"{name} {installed(name)}" for name in distributions)
 
 
 def _builder_digest() -> str:
@@ -145,8 +122,8 @@ class ImageModelSpec:
         object.__setattr__(self, "mean", tuple(float(value) for value in self.mean))
         object.__setattr__(self, "std", tuple(float(value) for value in self.std))
 
-    def frozen_feature_extractor_tflite(self, cached_only: bool = False) -> None:
-        """None: a user's own backbone computes its features in TensorFlow (its ops may not all convert)."""
+    def backbone_version(self) -> None:
+        """None: a user's own backbone has no version that bloomkit can check."""
         return None
 
     def feature_extractor(self) -> keras.Model:

@@ -1,4 +1,8 @@
-"""`QuantizationConfig`: Model Maker's post-training quantization options for the TFLite converter."""
+"""`QuantizationConfig`: Model Maker's post-training quantization options for the TFLite converter.
+
+Importing this needs no TensorFlow (the command line lists `NAMES` before TensorFlow loads); building a
+config does.
+"""
 from __future__ import annotations
 
 import itertools
@@ -8,8 +12,6 @@ import numpy as np
 from tqdm import tqdm
 
 from device import imaging
-import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
-import tensorflow as tf
 from trainer.data import DataLoader
 
 # Calibration runs the float model on one core, image by image (60 ms each here). EfficientNet-Lite's
@@ -24,6 +26,7 @@ class QuantizationConfig:
     def __init__(self, optimizations=None, representative_data: DataLoader | None = None,
                  quantization_steps: int | None = None, inference_input_type=None,
                  inference_output_type=None, supported_ops=None, supported_types=None):
+        tf = _tensorflow()
         if optimizations is None:
             optimizations = [tf.lite.Optimize.DEFAULT]
         self.optimizations = list(optimizations) if isinstance(optimizations, (list, tuple)) else [optimizations]
@@ -45,9 +48,12 @@ class QuantizationConfig:
 
     @classmethod
     def for_int8(cls, representative_data: DataLoader, quantization_steps: int = DEFAULT_QUANTIZATION_STEPS,
-                 inference_input_type=tf.uint8, inference_output_type=tf.uint8,
-                 supported_ops=tf.lite.OpsSet.TFLITE_BUILTINS_INT8) -> "QuantizationConfig":
-        """Full integer quantization calibrated on `representative_data` (Model Maker's default export)."""
+                 inference_input_type="uint8", inference_output_type="uint8",
+                 supported_ops=None) -> "QuantizationConfig":
+        """Full integer quantization calibrated on `representative_data` (Model Maker's default export);
+        `supported_ops` defaults to the int8 built-ins."""
+        if supported_ops is None:
+            supported_ops = _tensorflow().lite.OpsSet.TFLITE_BUILTINS_INT8
         return cls(representative_data=representative_data, quantization_steps=quantization_steps,
                    inference_input_type=inference_input_type, inference_output_type=inference_output_type,
                    supported_ops=supported_ops)
@@ -55,7 +61,7 @@ class QuantizationConfig:
     @classmethod
     def for_float16(cls) -> "QuantizationConfig":
         """Weights in float16: half the size, float accuracy."""
-        return cls(supported_types=[tf.float16])
+        return cls(supported_types=[_tensorflow().float16])
 
     def get_converter_with_quantization(self, converter, input_size: Sequence[int], mean: Sequence[float],
                                         std: Sequence[float], progress: TextIO | None = None):
@@ -88,3 +94,29 @@ class QuantizationConfig:
                 pixels = pixels.copy()
                 pixels[0, :2] = [[0, 0, 0], [255, 255, 255]]
             yield [imaging.normalize(pixels, mean, std)[None]]
+
+
+def _tensorflow():
+    import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+    import tensorflow
+
+    return tensorflow
+
+
+# The command line's `--quantization` choices, in one place: name -> the config, given calibration photos.
+_BY_NAME = {
+    "int8": QuantizationConfig.for_int8,  # full integer, uint8 in and out: Model Maker's default
+    "float16": lambda photos: QuantizationConfig.for_float16(),
+    "dynamic": lambda photos: QuantizationConfig.for_dynamic(),
+    "float32": lambda photos: None,
+}
+NAMES = tuple(_BY_NAME)
+
+
+def by_name(name: str, calibration_photos: DataLoader | None) -> QuantizationConfig | None:
+    """The config a `--quantization` name stands for; only int8 reads `calibration_photos`."""
+    return _BY_NAME[name](calibration_photos)
+
+
+def needs_calibration(name: str) -> bool:
+    return name == "int8"

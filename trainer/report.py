@@ -17,6 +17,7 @@ from device.atomic import atomic_write
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
 CURVES_FILE = "training_curves.png"
+FILES = (REPORT_FILE, CONFUSION_FILE, CURVES_FILE)
 
 
 def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> np.ndarray:

@@ -39,14 +39,14 @@ def test_the_devices_engine_computes_the_keras_backbones_features(photos, lite0_
 
 
 def test_features_started_ahead_need_no_tensorflow(photos):
-    LITE0.frozen_feature_extractor_tflite()  # cached, as after any earlier run
+    frozen_features.extractor_tflite(LITE0)  # cached, as after any earlier run
     script = """if True:
         import json, sys
         from trainer import frozen_features, model_spec
         from trainer.data import DataError, DataLoader
         data = DataLoader.from_folder(sys.argv[1])
-        frozen_features.start(model_spec.get("efficientnet_lite0"), [data])
-        features = frozen_features.features(model_spec.get("efficientnet_lite0"), data)
+        ahead = frozen_features.start(model_spec.get("efficientnet_lite0"), [data])
+        features = ahead.take(data)
         print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "features": features[:, :4].tolist()}))
     """
     root = str(Path(photos.items[0][0]).parents[1])
@@ -59,12 +59,18 @@ def test_features_started_ahead_need_no_tensorflow(photos):
     np.testing.assert_allclose(result["features"], frozen_features.features(LITE0, loaded)[:, :4], atol=1e-6)
 
 
-def test_features_started_ahead_are_collected_not_computed_again(photos, monkeypatch):
+def test_features_started_ahead_are_collected_once_not_computed_again(photos, monkeypatch):
     expected = frozen_features.features(LITE0, photos)
-    frozen_features.start(LITE0, [photos])
-    monkeypatch.setattr(model_spec.EfficientNetLiteSpec, "frozen_feature_extractor_tflite",
-                        lambda self, cached_only=False: pytest.fail("the features were not started ahead"))
-    np.testing.assert_array_equal(frozen_features.features(LITE0, photos), expected)
+    other = DataLoader(photos.items[:2], photos.index_to_label)
+    ahead = frozen_features.start(LITE0, [photos, other])
+    monkeypatch.setattr(frozen_features, "extractor_tflite",
+                        lambda spec, cached_only=False: pytest.fail("the features were not started ahead"))
+    np.testing.assert_array_equal(frozen_features.features(LITE0, photos, ahead), expected)
+    assert len(ahead) == 1  # `other` is still to be collected; `photos` was handed over once
+    assert ahead.take(photos) is None
+    # matched by the loader itself, not by its contents: an equal loader was not started
+    assert ahead.take(DataLoader(other.items, other.index_to_label)) is None
+    np.testing.assert_array_equal(ahead.take(other), expected[:2])
 
 
 def test_nothing_starts_ahead_when_tensorflow_is_the_runtime(photos, monkeypatch):
@@ -72,30 +78,29 @@ def test_nothing_starts_ahead_when_tensorflow_is_the_runtime(photos, monkeypatch
     from device import runtime
 
     monkeypatch.setattr(runtime, "is_tensorflow", lambda: True)
-    frozen_features.start(LITE0, [photos])
-    assert not frozen_features._started
+    assert frozen_features.start(LITE0, [photos]) is None
 
 
 def test_the_cached_tflite_is_stale_once_the_converter_or_the_port_changes(photos, monkeypatch):
-    LITE0.frozen_feature_extractor_tflite()  # converted and cached, if an earlier test has not
-    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is not None
-    monkeypatch.setattr(model_spec, "_versions", lambda *names: "tensorflow 9.9.9, keras 9.9.9")
-    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is None
+    frozen_features.extractor_tflite(LITE0)  # converted and cached, if an earlier test has not
+    assert frozen_features.extractor_tflite(LITE0, cached_only=True) is not None
+    monkeypatch.setattr(frozen_features, "_versions", lambda *names: "tensorflow 9.9.9, keras 9.9.9")
+    assert frozen_features.extractor_tflite(LITE0, cached_only=True) is None
     monkeypatch.undo()
     monkeypatch.setattr(model_spec, "_builder_digest", lambda: "efficientnet_lite.py 0000")
-    assert LITE0.frozen_feature_extractor_tflite(cached_only=True) is None
+    assert frozen_features.extractor_tflite(LITE0, cached_only=True) is None
 
 
 def test_an_error_in_the_background_reaches_whoever_collects_the_features(photos, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")
     data = DataLoader([*photos.items[:2], (str(broken), 0)], photos.index_to_label)
-    frozen_features.start(LITE0, [data])
+    ahead = frozen_features.start(LITE0, [data])
     with pytest.raises(DataError, match="broken.jpg can no longer be read: not an image"):
-        frozen_features.features(LITE0, data)
+        frozen_features.features(LITE0, data, ahead)
 
 
 def test_a_users_own_backbone_has_no_tflite_so_tensorflow_computes_its_features(tmp_path):
     own = model_spec.ImageModelSpec(uri=tmp_path / "own.keras")
-    assert own.frozen_feature_extractor_tflite() is None
+    assert frozen_features.extractor_tflite(own) is None
     assert frozen_features.features(own, DataLoader([], ["a", "b"])) is None

@@ -248,7 +248,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_empty_export_folder(tiny_flow
                                 "--batch-size", "8", "--export-dir", out], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
-    while not out.exists() and time.monotonic() < deadline:  # the run has begun: the folder is made first
+    while not out.parent.exists() and time.monotonic() < deadline:  # the run has begun: the parents are made first
         time.sleep(0.05)
     time.sleep(1.0)   # TensorFlow is loading and the features are being computed
     process.send_signal(signal.SIGINT)
@@ -262,10 +262,12 @@ def test_train_collects_the_features_it_started_before_tensorflow_loaded(tiny_fl
     """The training and the test photos' features are computed once each, ahead, and then used."""
     from trainer import frozen_features, model_spec
 
-    model_spec.get("efficientnet_lite0").frozen_feature_extractor_tflite()  # cached, as after any first run
-    computed = []
+    frozen_features.extractor_tflite(model_spec.get("efficientnet_lite0"))  # cached, as after any first run
+    computed, started = [], []
+    real_start = frozen_features.start
+    monkeypatch.setattr(frozen_features, "start", lambda *args: started.append(real_start(*args)) or started[-1])
     real_compute = frozen_features.compute
     monkeypatch.setattr(frozen_features, "compute", lambda *args: computed.append(args[2].size) or real_compute(*args))
     assert main(["train", "--data", str(tiny_flowers), "--split", "0.75", "--epochs", "1", "--batch-size", "8",
                  "--export-dir", str(tmp_path / "out"), "--quantization", "float32"]) == 0
-    assert computed == [30, 10] and not frozen_features._started
+    assert computed == [30, 10] and len(started[0]) == 0

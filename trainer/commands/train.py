@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-QUANTIZATIONS = ("int8", "float16", "dynamic", "float32")
+from trainer import quantization
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="backbone: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2")
     parser.add_argument("--epochs", type=int, default=5, help="default 5")
     parser.add_argument("--batch-size", type=int, default=32, help="default 32")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8",
+    parser.add_argument("--quantization", choices=quantization.NAMES, default="int8",
                         help="int8 (default: full integer, uint8 input and output), float16, dynamic, float32")
     parser.add_argument("--export-dir", type=Path, default=Path("export"), metavar="DIR",
-                        help="where model.tflite, labels.txt and the report go (default: export)")
+                        help="where model.tflite, labels.txt, the report and the saved model go, replacing "
+                             "an earlier export there as a whole once the new one is complete (default: export)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split and training (default 0)")
     parser.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
     parser.add_argument("--rerun-backbone", action="store_true",
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
-    from trainer import frozen_features, model_spec
+    from trainer import export_folder, frozen_features, model_spec, saved_run
     from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
@@ -48,60 +49,31 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise UserError(f"{option} must be at least 1, not {value}")
     spec = model_spec.get(args.model_spec)  # an unknown name fails here, before any data is read
-    created = _make_export_dir(args.export_dir)
-    try:
-        if args.data is None:
-            try:
-                args.data = flower_photos()
-            except DatasetUnavailable as error:
-                raise UserError(str(error)) from None
+    export_folder.check(args.export_dir, saved_run.FILES)
+    if args.data is None:
+        try:
+            args.data = flower_photos()
+        except DatasetUnavailable as error:
+            raise UserError(str(error)) from None
+    export_folder.check_outside(args.export_dir, args.data)
+    with export_folder.staged(args.export_dir) as staging:  # replaces the export only once it is complete
         data = load_folder(args.data)
         train_data, test_data = data.split(fraction, seed=args.seed)
         if test_data.size == 0:
             raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
         check_batch_fits(train_data, args.batch_size)
-        if not args.rerun_backbone:
-            frozen_features.start(spec, [train_data, test_data])
+        ahead = None if args.rerun_backbone else frozen_features.start(spec, [train_data, test_data])
         from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
 
-        summary = train_export_evaluate(train_data, test_data, args.model_spec, args.epochs, args.batch_size,
+        summary = train_export_evaluate(train_data, test_data, spec, args.epochs, args.batch_size,
                                         args.quantization, args.export_dir, args.seed, data_folder=args.data,
-                                        started=started, cache_features=not args.rerun_backbone)
-    except BaseException:  # an error or Ctrl-C leaves no empty export folder behind
-        _remove_if_empty(created)
-        raise
+                                        started=started, cache_features=not args.rerun_backbone,
+                                        features_ahead=ahead, write_to=staging)
     if args.json:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
     return 0
-
-
-def _make_export_dir(folder: Path) -> list[Path]:
-    """Create `folder` and prove it writable before any work, rather than fail after training.
-
-    Returns the folders this created, deepest first, so a run that stops early can leave no trace.
-    """
-    import tempfile
-
-    from device.errors import UserError
-
-    created = [path for path in (folder, *folder.parents) if not path.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise UserError(f"cannot write to --export-dir {folder}: {error.strerror or error}") from None
-    return created
-
-
-def _remove_if_empty(created: list[Path]) -> None:
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def _fraction(text: str) -> float:
