@@ -98,6 +98,11 @@ class DataLoader:
 
         Both parts keep this loader's order, so the labels stay mixed.
         """
+        in_first = self.split_mask(fraction, seed)
+        return self.subset(in_first), self.subset(~in_first)
+
+    def split_mask(self, fraction: float, seed: int = 0) -> np.ndarray:
+        """Which items `split` puts first: `round(n × fraction)` of each label's n, chosen by `seed`."""
         if not 0 < fraction < 1:
             raise DataError(f"the split fraction must be between 0 and 1, got {fraction}")
         rng = np.random.default_rng(seed)
@@ -106,10 +111,11 @@ class DataLoader:
         for label in range(self.num_classes):
             members = np.flatnonzero(labels == label)
             in_first[rng.permutation(members)[: round(len(members) * fraction)]] = True
-        first = [item for item, chosen in zip(self.items, in_first) if chosen]
-        rest = [item for item, chosen in zip(self.items, in_first) if not chosen]
-        return (DataLoader(first, self.index_to_label, self.skipped),
-                DataLoader(rest, self.index_to_label, self.skipped))
+        return in_first
+
+    def subset(self, chosen: np.ndarray) -> "DataLoader":
+        """The items where `chosen` is true, in this loader's order."""
+        return DataLoader([item for item, keep in zip(self.items, chosen) if keep], self.index_to_label, self.skipped)
 
     def images(self, size: Sequence[int]) -> Iterator[np.ndarray]:
         """Every image as the device sees it (uint8 RGB resized to `size`), in order, decoded a few

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +27,8 @@ from trainer.frozen_features import FeaturesAhead
 from trainer.data import DataLoader, check_batch_fits, photo_errors
 from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
+from trainer import recipes
+from trainer.recipes import DEFAULT_DECAY_SAMPLES, DEFAULT_WARMUP_EPOCHS, HParams
 from trainer.tflite_eval import tflite_scores
 
 DEFAULT_EXPORT_FORMAT = (ExportFormat.TFLITE,)
@@ -36,37 +38,18 @@ class TrainingError(UserError):
     """Training cannot start with these data and settings."""
 
 
-@dataclass(frozen=True)
-class HParams:
-    """Model Maker's hyperparameters: TF Hub's make_image_classifier defaults (its `use_hub_library` path)."""
-
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 0.005
-    momentum: float = 0.9
-    dropout_rate: float = 0.2
-    l2: float = 1e-4
-    label_smoothing: float = 0.1
-    train_whole_model: bool = False
-    use_hub_library: bool = True
-    warmup_steps: int | None = None
-
-
-# Model Maker's other recipe (`use_hub_library=False`): RMSprop, linear-in-batch learning rate, warm-up
-# then cosine decay.
-NON_HUB_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 0.004}
-DEFAULT_DECAY_SAMPLES = 10000 * 256
-DEFAULT_WARMUP_EPOCHS = 2
-
-
 def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_data: DataLoader | None = None,
            batch_size: int | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
            train_whole_model: bool | None = None, dropout_rate: float | None = None,
-           learning_rate: float | None = None, momentum: float | None = None, shuffle: bool = False,
+           learning_rate: float | None = None, momentum: float | None = None, shuffle: bool | None = None,
            use_augmentation: bool = False, use_hub_library: bool = True, warmup_steps: int | None = None,
            model_dir: str | None = None, do_train: bool = True, *, seed: int | None = None,
-           cache_features: bool = True, features_ahead: FeaturesAhead | None = None) -> "ImageClassifier":
+           cache_features: bool = True, features_ahead: FeaturesAhead | None = None,
+           recipe: str | None = None) -> "ImageClassifier":
     """Build a classifier on `model_spec` (a spec or its name) and train it on `train_data`, as Model Maker did.
+
+    `recipe` names one of `RECIPES` (default `DEFAULT_RECIPE`); given any of Model Maker's training
+    hyper-parameters and no recipe, Model Maker's recipe is used, so they mean what they meant there.
 
     `seed` makes the run reproducible. `cache_features=False` re-runs the frozen backbone every epoch
     (Model Maker's way, kept for comparison); it changes nothing when the backbone trains or images
@@ -82,15 +65,14 @@ def create(train_data: DataLoader, model_spec="efficientnet_lite0", validation_d
 
         model_spec = registry.get(model_spec)
     given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "momentum": momentum,
-             "dropout_rate": dropout_rate, "train_whole_model": train_whole_model, "warmup_steps": warmup_steps}
-    base = HParams(use_hub_library=use_hub_library)
-    if not use_hub_library:
-        base = replace(base, **NON_HUB_DEFAULTS)
-    hparams = replace(base, **{name: value for name, value in given.items() if value is not None})
+             "dropout_rate": dropout_rate, "train_whole_model": train_whole_model, "warmup_steps": warmup_steps,
+             "shuffle": shuffle}
+    recipe, hparams = recipes.resolve(recipe, given, use_hub_library)
     if do_train:
         check_batch_fits(train_data, hparams.batch_size)
-    classifier = ImageClassifier(model_spec, train_data.index_to_label, hparams, shuffle=shuffle,
-                                 use_augmentation=use_augmentation, seed=seed, features_ahead=features_ahead)
+    classifier = ImageClassifier(model_spec, train_data.index_to_label, hparams,
+                                 use_augmentation=use_augmentation, seed=seed, features_ahead=features_ahead,
+                                 recipe=recipe)
     if do_train:
         classifier.train(train_data, validation_data, steps_per_epoch=steps_per_epoch, cache_features=cache_features)
     return classifier
@@ -100,17 +82,19 @@ class ImageClassifier:
     """A trainable, exportable classifier: `model` is one Keras model, normalized image in, scores out."""
 
     def __init__(self, model_spec, index_to_label: Sequence[str], hparams: HParams = HParams(),
-                 shuffle: bool = False, use_augmentation: bool = False, seed: int | None = None,
-                 features_ahead: FeaturesAhead | None = None, model=None):
+                 shuffle: bool | None = None, use_augmentation: bool = False, seed: int | None = None,
+                 features_ahead: FeaturesAhead | None = None, model=None, recipe: str = "model-maker"):
         """`model`: an already trained model of this layout (backbone, then head), as `load` reads one."""
         self.model_spec = model_spec
         self.index_to_label = list(index_to_label)
         self.num_classes = len(self.index_to_label)
         self.hparams = hparams
-        self.shuffle = shuffle
+        self.shuffle = hparams.shuffle if shuffle is None else shuffle
         self.use_augmentation = use_augmentation
         self.seed = seed
         self.features_ahead = features_ahead
+        self.recipe = recipe
+        self.training_log: dict = {}  # what the last training did: epochs run, the best epoch, photos
         self.history = None  # the `keras.callbacks.History` of the last training
         self.timings: dict[str, float] = {}  # seconds spent extracting features and fitting
         self.representative_data: DataLoader | None = None  # calibrates the default int8 export
@@ -138,7 +122,10 @@ class ImageClassifier:
     def _compile(self, model, steps_per_epoch: int | None = None) -> None:
         hp = self.hparams
         if hp.use_hub_library:
-            optimizer = keras.optimizers.SGD(learning_rate=hp.learning_rate, momentum=hp.momentum)
+            learning_rate = hp.learning_rate
+            if hp.cosine_decay:
+                learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, (steps_per_epoch or 1) * hp.epochs)
+            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=hp.momentum)
         else:
             steps = steps_per_epoch or 1
             learning_rate = keras.optimizers.schedules.CosineDecay(
@@ -155,30 +142,55 @@ class ImageClassifier:
 
     def train(self, train_data: DataLoader, validation_data: DataLoader | None = None,
               steps_per_epoch: int | None = None, cache_features: bool = True):
-        """Fit for `hparams.epochs` epochs of `size // batch_size` steps, as Model Maker did."""
+        """Fit for `hparams.epochs` epochs of `size // batch_size` steps, as Model Maker did; with the
+        recipe's validation slice and patience, stop early and keep the best epoch's weights."""
         hp = self.hparams
         check_batch_fits(train_data, hp.batch_size)
         if list(train_data.index_to_label) != self.index_to_label:
             raise TrainingError("the training data's labels differ from the classifier's")
-        steps_per_epoch = steps_per_epoch or train_data.size // hp.batch_size
         self.representative_data = train_data
+        keep = None  # the training photos that are not carved off for validation
+        if hp.validation_fraction and validation_data is None:
+            keep = train_data.split_mask(1 - hp.validation_fraction, seed=self._shuffle_seed)
+            keep = None if keep.all() else keep
         started = time.perf_counter()
         if cache_features and self.uses_feature_cache:
-            train_ds = self._feature_dataset(train_data, training=True)
-            validation_ds = self._feature_dataset(validation_data) if validation_data else None
-            model = self._head
+            features, labels = self.features(train_data), train_data.labels
+            validation = None
+            if keep is not None:
+                validation = (features[~keep], labels[~keep])
+                features, labels = features[keep], labels[keep]
+            elif validation_data:
+                validation = (self.features(validation_data), validation_data.labels)
+            train_ds = self._feature_dataset(features, labels, training=True)
+            validation_ds = self._feature_dataset(*validation) if validation else None
+            training_count, model = len(labels), self._head
+            validation_count = len(validation[1]) if validation else 0
         else:
+            if keep is not None:
+                train_data, validation_data = train_data.subset(keep), train_data.subset(~keep)
             train_ds = self._image_dataset(train_data, training=True)
             validation_ds = self._image_dataset(validation_data) if validation_data else None
-            model = self.model
+            training_count, model = train_data.size, self.model
+            validation_count = validation_data.size if validation_data else 0
         self.timings["features_seconds"] = time.perf_counter() - started
+        steps_per_epoch = steps_per_epoch or max(1, training_count // hp.batch_size)
         self._compile(model, steps_per_epoch)
+        callbacks = [_EpochBar(hp.epochs)]
+        stopping = None
+        if hp.patience and validation_ds is not None:
+            stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience,
+                                                     restore_best_weights=True)
+            callbacks.append(stopping)
         started = time.perf_counter()
         with photo_errors():
             self.history = model.fit(train_ds.repeat(), epochs=hp.epochs, steps_per_epoch=steps_per_epoch,
-                                     validation_data=validation_ds, verbose=0, shuffle=False,
-                                     callbacks=[_EpochBar(hp.epochs)])
+                                     validation_data=validation_ds, verbose=0, shuffle=False, callbacks=callbacks)
         self.timings["fit_seconds"] = time.perf_counter() - started
+        epochs_run = len(self.history.history["loss"])
+        self.training_log = {"recipe": self.recipe, "epochs_run": epochs_run, "training_photos": training_count,
+                             "validation_photos": validation_count, "best_epoch": stopping.best_epoch + 1 if stopping else epochs_run,
+                             "stopped_early": bool(stopping and stopping.stopped_epoch)}
         self._compile(self.model)
         return self.history
 
@@ -192,9 +204,8 @@ class ImageClassifier:
     def _shuffle_seed(self) -> int:
         return 0 if self.seed is None else self.seed
 
-    def _feature_dataset(self, data: DataLoader, training: bool = False):
-        features = self.features(data)
-        ds = tf.data.Dataset.from_tensor_slices((features, np.eye(self.num_classes, dtype=np.float32)[data.labels]))
+    def _feature_dataset(self, features: np.ndarray, labels: np.ndarray, training: bool = False):
+        ds = tf.data.Dataset.from_tensor_slices((features, np.eye(self.num_classes, dtype=np.float32)[labels]))
         if training and self.shuffle:
             ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
         return ds.batch(self.hparams.batch_size)

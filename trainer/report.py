@@ -1,4 +1,5 @@
-"""What a run leaves beside the model: report.json, a confusion-matrix plot and the training curves.
+"""What a run leaves beside the model: report.json, a confusion-matrix plot, the training curves and a
+contact sheet of the misclassified test photos.
 
 Needs no TensorFlow: `trainer evaluate` uses the same metrics.
 """
@@ -17,7 +18,10 @@ from device.atomic import atomic_write
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
 CURVES_FILE = "training_curves.png"
-FILES = (REPORT_FILE, CONFUSION_FILE, CURVES_FILE)
+MISCLASSIFIED_FILE = "misclassified.png"
+FILES = (REPORT_FILE, CONFUSION_FILE, CURVES_FILE, MISCLASSIFIED_FILE)
+MAX_SHOWN = 48  # photos on the contact sheet
+THUMBNAIL = (128, 128)
 
 
 def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> np.ndarray:
@@ -42,14 +46,18 @@ def accuracy(counts: np.ndarray) -> float:
 
 
 def write_report(export_dir: str | os.PathLike, report: Mapping, labels: Sequence[str], counts: np.ndarray,
-                 history: Mapping[str, Sequence[float]] | None = None) -> list[Path]:
-    """Write report.json, the confusion matrix of `counts` and (given a Keras history) the training curves."""
+                 history: Mapping[str, Sequence[float]] | None = None, best_epoch: int | None = None,
+                 misclassified: Sequence[tuple[str, str, str, float]] = ()) -> list[Path]:
+    """Write report.json, the confusion matrix of `counts`, (given a Keras history) the training curves
+    with the kept epoch marked, and (given any) the misclassified photos as (path, true, predicted, score)."""
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
     files = {REPORT_FILE: (json.dumps(report, indent=2) + "\n").encode(),
              CONFUSION_FILE: _confusion_png(counts, labels)}
     if history:
-        files[CURVES_FILE] = _curves_png(history)
+        files[CURVES_FILE] = _curves_png(history, best_epoch)
+    if misclassified:
+        files[MISCLASSIFIED_FILE] = _contact_sheet_png(misclassified)
     for name, content in files.items():
         with atomic_write(export_dir / name, "wb") as file:
             file.write(content)
@@ -90,16 +98,41 @@ def _confusion_png(counts: np.ndarray, labels: Sequence[str]) -> bytes:
     return _png(figure)
 
 
-def _curves_png(history: Mapping[str, Sequence[float]]) -> bytes:
+def _curves_png(history: Mapping[str, Sequence[float]], best_epoch: int | None = None) -> bytes:
     pyplot = _figure()
     figure, (loss_axes, accuracy_axes) = pyplot.subplots(1, 2, figsize=(10, 4))
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-        for key, style in ((metric, "-o"), (f"val_{metric}", "--o")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in history:
                 values = history[key]
-                axes.plot(range(1, len(values) + 1), values, style, label=key.replace("val_", "validation "))
+                axes.plot(range(1, len(values) + 1), values, style, marker="o" if len(values) <= 20 else None,
+                          label=key.replace("val_", "validation "))
+        if best_epoch is not None and best_epoch < len(history.get(metric, ())):
+            axes.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
         axes.set_xlabel("epoch")
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.set_title(metric)
         axes.legend()
+    return _png(figure)
+
+
+def _contact_sheet_png(misclassified: Sequence[tuple[str, str, str, float]]) -> bytes:
+    """The photos the model got wrong, each titled "true → predicted (score)", worst-looking first as given."""
+    from device import imaging
+
+    shown = list(misclassified)[:MAX_SHOWN]
+    columns = min(6, len(shown))
+    rows = -(-len(shown) // columns)
+    pyplot = _figure()
+    figure, grid = pyplot.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, (path, truth, predicted, score) in zip(grid.flat, shown):
+        try:
+            axes.imshow(imaging.load(path, THUMBNAIL))
+        except imaging.ImageError:
+            pass  # changed since the run read it: the title still says what was predicted
+        axes.set_title(f"{truth} → {predicted}\n({score:.2f})", fontsize=8)
+    more = f" (first {len(shown)} of {len(misclassified)})" if len(misclassified) > len(shown) else ""
+    figure.suptitle(f"Misclassified test photos: true → predicted (score){more}")
     return _png(figure)

@@ -17,8 +17,8 @@ from trainer.saved_run import LABELS_FILE, MODEL_FILE
 from trainer.tflite_eval import tflite_scores
 
 
-def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_spec: ModelSpec | str, epochs: int,
-                          batch_size: int, quantization: str, export_dir: str | os.PathLike, seed: int,
+def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_spec: ModelSpec | str,
+                          recipe: str | None, epochs: int | None, batch_size: int | None, quantization: str, export_dir: str | os.PathLike, seed: int,
                           data_folder: str | os.PathLike, started: float, cache_features: bool = True,
                           features_ahead: FeaturesAhead | None = None,
                           write_to: str | os.PathLike | None = None) -> dict:
@@ -31,7 +31,8 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
     timings = {}
     clock = time.perf_counter()
     model = image_classifier.create(train_data, model_spec=model_spec, epochs=epochs, batch_size=batch_size,
-                                    seed=seed, cache_features=cache_features, features_ahead=features_ahead)
+                                    seed=seed, cache_features=cache_features, features_ahead=features_ahead,
+                                    recipe=recipe)
     timings["train"] = time.perf_counter() - clock
     clock = time.perf_counter()
     export_dir = Path(export_dir)
@@ -43,7 +44,8 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
     timings["export"] = time.perf_counter() - clock
     clock = time.perf_counter()
     float_counts = _confusion(test_data, model.predict_scores(test_data))
-    tflite_counts = _confusion(test_data, tflite_scores(folder / MODEL_FILE, test_data))
+    exported_scores = tflite_scores(folder / MODEL_FILE, test_data)
+    tflite_counts = _confusion(test_data, exported_scores)
     timings["evaluate"] = time.perf_counter() - clock
     timings.update(model.timings)
     labels = train_data.index_to_label
@@ -54,8 +56,10 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
         "test_count": test_data.size,
         "skipped": [{"path": path, "reason": reason} for path, reason in train_data.skipped],
         "model_spec": model.model_spec.name,
-        "epochs": epochs,
-        "batch_size": batch_size,
+        "recipe": model.recipe,
+        "epochs": model.hparams.epochs,
+        "batch_size": model.hparams.batch_size,
+        "training": model.training_log,
         "seed": seed,
         "quantization": quantization,
         "float_accuracy": report.accuracy(float_counts),
@@ -69,9 +73,20 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
     }
     summary["timings"] = {name: round(value, 2) for name, value in timings.items()}
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    report.write_report(folder, summary, labels, tflite_counts, model.history.history)
+    report.write_report(folder, summary, labels, tflite_counts, model.history.history,
+                        best_epoch=model.training_log["best_epoch"], misclassified=_misclassified(test_data, exported_scores))
     return summary
 
 
 def _confusion(data: DataLoader, scores: np.ndarray) -> np.ndarray:
     return report.confusion_matrix(data.labels, scores.argmax(axis=1), data.num_classes)
+
+
+def _misclassified(data: DataLoader, scores: np.ndarray) -> list[tuple[str, str, str, float]]:
+    """(path, true label, predicted label, score) of each photo the exported model got wrong, the most
+    confident mistakes first: those are the ones worth a look (a mislabelled photo, a confusing class)."""
+    predicted, truth = scores.argmax(axis=1), data.labels
+    wrong = np.flatnonzero(predicted != truth)
+    wrong = wrong[np.argsort(-scores[wrong, predicted[wrong]], kind="stable")]
+    names = data.index_to_label
+    return [(data.items[i][0], names[truth[i]], names[predicted[i]], float(scores[i, predicted[i]])) for i in wrong]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer import quantization
+from trainer import quantization, recipes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of each label's photos to train on; the rest tests (default 0.9)")
     parser.add_argument("--model-spec", default="efficientnet_lite0",
                         help="backbone: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2")
-    parser.add_argument("--epochs", type=int, default=5, help="default 5")
-    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
+    parser.add_argument("--recipe", choices=tuple(recipes.RECIPES), default=None,
+                        help=f"how to train: {recipes.DEFAULT_RECIPE} (default), or "
+                             f"{', '.join(name for name in recipes.RECIPES if name != recipes.DEFAULT_RECIPE)}; "
+                             "model-maker is TFLite Model Maker's recipe, exactly")
+    parser.add_argument("--epochs", type=int, help="epochs (with early stopping, the most); default: the recipe's")
+    parser.add_argument("--batch-size", type=int, help="default: the recipe's (32)")
     parser.add_argument("--quantization", choices=quantization.NAMES, default="int8",
                         help="int8 (default: full integer, uint8 input and output), float16, dynamic, float32")
     parser.add_argument("--export-dir", type=Path, default=Path("export"), metavar="DIR",
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     fraction = _fraction(args.split)
     for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UserError(f"{option} must be at least 1, not {value}")
     spec = model_spec.get(args.model_spec)  # an unknown name fails here, before any data is read
     export_folder.check(args.export_dir, saved_run.FILES)
@@ -61,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
         train_data, test_data = data.split(fraction, seed=args.seed)
         if test_data.size == 0:
             raise UserError(f"--split {args.split} leaves no photos to test on: lower it or add photos")
-        check_batch_fits(train_data, args.batch_size)
+        _, hparams = recipes.resolve(args.recipe, {"epochs": args.epochs, "batch_size": args.batch_size})
+        check_batch_fits(train_data, hparams.batch_size)
         ahead = None if args.rerun_backbone else frozen_features.start(spec, [train_data, test_data])
         from trainer.training_run import train_export_evaluate  # TensorFlow loads while the features compute
 
-        summary = train_export_evaluate(train_data, test_data, spec, args.epochs, args.batch_size,
+        summary = train_export_evaluate(train_data, test_data, spec, args.recipe, args.epochs, args.batch_size,
                                         args.quantization, args.export_dir, args.seed, data_folder=args.data,
                                         started=started, cache_features=not args.rerun_backbone,
                                         features_ahead=ahead, write_to=staging)
@@ -91,8 +96,12 @@ def _fraction(text: str) -> float:
 def _print_summary(summary: dict) -> None:
     print(f"data: {summary['train_count']} photos to train on, {summary['test_count']} to test, "
           f"{len(summary['labels'])} labels ({', '.join(summary['labels'])}), {len(summary['skipped'])} skipped")
-    epochs = f"{summary['epochs']} epoch" + ("s" if summary["epochs"] != 1 else "")
-    print(f"trained {summary['model_spec']} for {epochs} in {summary['timings']['train']:.1f} s")
+    log = summary["training"]
+    epochs = f"{log['epochs_run']} epoch" + ("s" if log["epochs_run"] != 1 else "")
+    stopped = (f", stopped early; kept epoch {log['best_epoch']} (best on {log['validation_photos']} validation photos)"
+               if log["stopped_early"] else "")
+    print(f"trained {summary['model_spec']} ({log['recipe']} recipe) for {epochs}{stopped} "
+          f"in {summary['timings']['train']:.1f} s")
     print(f"test accuracy: float model {summary['float_accuracy']:.3f}, "
           f"{Path(summary['model_path']).name} ({summary['quantization']}) {summary['tflite_accuracy']:.3f}")
     print(f"exported {summary['model_path']} ({summary['model_bytes'] / 1e6:.2f} MB); "
