@@ -149,30 +149,9 @@ class ImageClassifier:
         if list(train_data.index_to_label) != self.index_to_label:
             raise TrainingError("the training data's labels differ from the classifier's")
         self.representative_data = train_data
-        keep = None  # the training photos that are not carved off for validation
-        if hp.validation_fraction and validation_data is None:
-            keep = train_data.split_mask(1 - hp.validation_fraction, seed=self._shuffle_seed)
-            keep = None if keep.all() else keep
         started = time.perf_counter()
-        if cache_features and self.uses_feature_cache:
-            features, labels = self.features(train_data), train_data.labels
-            validation = None
-            if keep is not None:
-                validation = (features[~keep], labels[~keep])
-                features, labels = features[keep], labels[keep]
-            elif validation_data:
-                validation = (self.features(validation_data), validation_data.labels)
-            train_ds = self._feature_dataset(features, labels, training=True)
-            validation_ds = self._feature_dataset(*validation) if validation else None
-            training_count, model = len(labels), self._head
-            validation_count = len(validation[1]) if validation else 0
-        else:
-            if keep is not None:
-                train_data, validation_data = train_data.subset(keep), train_data.subset(~keep)
-            train_ds = self._image_dataset(train_data, training=True)
-            validation_ds = self._image_dataset(validation_data) if validation_data else None
-            training_count, model = train_data.size, self.model
-            validation_count = validation_data.size if validation_data else 0
+        model, train_ds, validation_ds, training_count, validation_count = self._training_sets(
+            train_data, validation_data, cache_features)
         self.timings["features_seconds"] = time.perf_counter() - started
         steps_per_epoch = steps_per_epoch or max(1, training_count // hp.batch_size)
         self._compile(model, steps_per_epoch)
@@ -189,10 +168,36 @@ class ImageClassifier:
         self.timings["fit_seconds"] = time.perf_counter() - started
         epochs_run = len(self.history.history["loss"])
         self.training_log = {"recipe": self.recipe, "epochs_run": epochs_run, "training_photos": training_count,
-                             "validation_photos": validation_count, "best_epoch": stopping.best_epoch + 1 if stopping else epochs_run,
+                             "validation_photos": validation_count,
+                             "best_epoch": stopping.best_epoch + 1 if stopping else epochs_run,
                              "stopped_early": bool(stopping and stopping.stopped_epoch)}
         self._compile(self.model)
         return self.history
+
+    def _training_sets(self, train_data: DataLoader, validation_data: DataLoader | None, cache_features: bool):
+        """(the Keras model to fit, training set, validation set or None, their sizes): on cached features
+        and the head alone when they cannot change, else on photos and the whole model. Without
+        `validation_data`, the recipe's validation slice is carved from `train_data`, per label."""
+        keep = None  # the training photos not carved off for validation
+        if self.hparams.validation_fraction and validation_data is None:
+            keep = train_data.split_mask(1 - self.hparams.validation_fraction, seed=self._shuffle_seed)
+            keep = None if keep.all() else keep
+        if not (cache_features and self.uses_feature_cache):
+            if keep is not None:
+                train_data, validation_data = train_data.subset(keep), train_data.subset(~keep)
+            validation_ds = self._image_dataset(validation_data) if validation_data else None
+            return (self.model, self._image_dataset(train_data, training=True), validation_ds, train_data.size,
+                    validation_data.size if validation_data else 0)
+        features, labels = self.features(train_data), train_data.labels
+        validation = None
+        if keep is not None:
+            validation = (features[~keep], labels[~keep])
+            features, labels = features[keep], labels[keep]
+        elif validation_data:
+            validation = (self.features(validation_data), validation_data.labels)
+        validation_ds = self._feature_dataset(*validation) if validation else None
+        return (self._head, self._feature_dataset(features, labels, training=True), validation_ds, len(labels),
+                len(validation[1]) if validation else 0)
 
     def _image_dataset(self, data: DataLoader, training: bool = False):
         spec = self.model_spec

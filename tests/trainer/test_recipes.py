@@ -63,3 +63,14 @@ def test_model_makers_recipe_runs_exactly_its_epochs_without_validation(tiny_flo
     assert model.training_log == {"recipe": "model-maker", "epochs_run": 3, "training_photos": 40,
                                   "validation_photos": 0, "best_epoch": 3, "stopped_early": False}
     assert set(model.history.history) == {"loss", "accuracy"}
+
+
+@pytest.mark.slow
+def test_the_full_pipeline_carves_the_same_validation_slice(tiny_flowers):
+    from trainer import DataLoader, image_classifier
+
+    data = DataLoader.from_folder(tiny_flowers)
+    model = image_classifier.create(data, recipe="early-stopping", batch_size=8, epochs=2, seed=3,
+                                    cache_features=False)
+    assert (model.training_log["training_photos"], model.training_log["validation_photos"]) == (35, 5)
+    assert len(model.history.history["val_loss"]) == 2
