@@ -43,12 +43,15 @@ class SavedRun:
 
 
 def save(folder: str | os.PathLike, keras_model, labels: Sequence[str], spec: ModelSpec,
-         data_folder: str | os.PathLike | None) -> None:
-    """Write model.keras and run.json into `folder`, a new export being staged (`export_folder.staged`)."""
+         data_folder: str | os.PathLike | None, backbone_trained: bool = False) -> None:
+    """Write model.keras and run.json into `folder`, a new export being staged (`export_folder.staged`).
+
+    A trained backbone has no version but its own: it is read back from model.keras, as a user's own is."""
     folder = Path(folder)
+    version = None if backbone_trained else spec.backbone_version()
     record = {"format": FORMAT, "labels": list(labels),
               "model_spec": {"name": spec.name, "input_size": list(spec.input_size), "mean": list(spec.mean),
-                             "std": list(spec.std), "backbone_version": spec.backbone_version()},
+                             "std": list(spec.std), "backbone_version": version},
               "data_folder": None if data_folder is None else os.fspath(Path(data_folder).resolve())}
     keras_model.save(folder / KERAS_FILE)
     (folder / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -80,7 +83,7 @@ def _spec(folder: Path, record: dict) -> ModelSpec:
     since the run's head reads that backbone's features."""
     name = record["name"]
     version = record["backbone_version"]
-    if version is None:  # a user's own backbone: it is inside model.keras
+    if version is None:  # a user's own or a trained backbone: it is inside model.keras
         return ImageModelSpec(uri=folder / KERAS_FILE, input_image_shape=record["input_size"], name=name,
                               mean=record["mean"], std=record["std"])
     spec = registry.get(name) if name in registry.names() else None

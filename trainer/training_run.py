@@ -40,7 +40,8 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
     model.export(folder, tflite_filename=MODEL_FILE, label_filename=LABELS_FILE,
                  export_format=[ExportFormat.TFLITE, ExportFormat.LABEL],
                  quantization_config=quantizations.by_name(quantization, train_data))
-    saved_run.save(folder, model.model, model.index_to_label, model.model_spec, data_folder)
+    saved_run.save(folder, model.model, model.index_to_label, model.model_spec, data_folder,
+                   backbone_trained=model.hparams.train_whole_model)
     timings["export"] = time.perf_counter() - clock
     clock = time.perf_counter()
     float_counts = _confusion(test_data, model.predict_scores(test_data))

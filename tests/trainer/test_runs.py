@@ -133,3 +133,17 @@ def test_export_requantizes_a_run_without_training(run_dir, tmp_path, capsys):
                      "-o", str(tmp_path / "again.tflite")]) == 0
     finally:
         shutil.move(moved, run_dir.parent / "photos")
+
+
+@pytest.mark.slow
+def test_a_run_with_a_trained_backbone_loads_with_its_own_backbone(tiny_flowers, tmp_path):
+    """Its features are no longer ImageNet's, so the loaded model must compute them, not the cached .tflite."""
+    from trainer import DataLoader, image_classifier, saved_run
+
+    photos = DataLoader.from_folder(tiny_flowers)
+    tuned = image_classifier.create(photos, train_whole_model=True, epochs=1, batch_size=8, learning_rate=0.05,
+                                    seed=2, steps_per_epoch=2)
+    saved_run.save(tmp_path, tuned.model, tuned.index_to_label, tuned.model_spec, tiny_flowers, backbone_trained=True)
+    loaded = image_classifier.load(tmp_path)
+    assert json.loads((tmp_path / "run.json").read_text())["model_spec"]["backbone_version"] is None
+    np.testing.assert_allclose(loaded.predict_scores(photos), tuned.predict_scores(photos), atol=1e-5)
