@@ -111,11 +111,12 @@ def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = No
 
 def compute(interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
     """A float feature extractor's `interpreter` over every photo of `data`, preprocessed as the spec says."""
-    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    rows = []
-    for image in tqdm(data.images(spec.input_size), total=data.size, desc="Extracting features", unit="img",
-                      disable=None, leave=False):
+    source, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]
+    rows = np.empty((data.size, *output["shape"][1:]), dtype=output["dtype"])  # filled in place: one copy in memory
+    images = data.images(spec.input_size)
+    for row, image in enumerate(tqdm(images, total=data.size, desc="Extracting features", unit="img",
+                                     disable=None, leave=False)):
         interpreter.set_tensor(source, imaging.normalize(image, spec.mean, spec.std)[None])
         interpreter.invoke()
-        rows.append(interpreter.get_tensor(target)[0].copy())
-    return np.stack(rows)
+        rows[row] = interpreter.get_tensor(output["index"])[0]
+    return rows
