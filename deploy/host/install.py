@@ -25,7 +25,7 @@ import zipfile
 
 import health
 import service as pidfile
-from layout import FAILED_MARKER, INCOMING_PREFIX, LAUNCHER, SYSTEMD_UNIT, Layout, previous_release, to_prune
+from layout import INCOMING_PREFIX, LAUNCHER, SYSTEMD_UNIT, Layout, previous_release, to_prune
 
 UNIT = os.path.basename(SYSTEMD_UNIT)
 USER = "bloomkit"   # the unit's User=
