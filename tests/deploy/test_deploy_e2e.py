@@ -145,6 +145,14 @@ def test_a_model_only_redeploy_reuses_the_venv_and_reloads_without_a_restart(fle
     assert list(venvs.iterdir()) == [venv] and (venv / ".complete").stat().st_mtime_ns == built
     assert os.readlink(Path(host.root) / "current" / "venv") == f"../../venvs/{venv.name}"
 
+    # More model-only redeploys than --keep: the release the daemon started from is pruned meanwhile, and
+    # it must still see `current` switch (its model path does not go through its own release).
+    for model in (models.first, models.second, models.first, models.second):
+        (result,) = deploy([host], model, builder)
+        assert result.status == OK and "restart" not in result.detail["stages"], result
+        assert healthz(host)["model"]["sha256"] == sha256_file(model)
+    assert daemon_pid(host) == pid
+
 
 def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, builder):
     host = fleet.hosts[0]
