@@ -48,6 +48,10 @@ def main(argv=None):
     deadline = time.monotonic() + args.timeout
     while True:
         body, reason = probe(args.url)
+        rejected = (body or {}).get("rejected_model") or {}
+        if expected is not None and rejected.get("sha256") == expected:  # no use waiting: it said so at once
+            reason = "the daemon cannot load the new model (%s)" % rejected.get("reason")
+            break
         if reason is None and expected is not None:
             serving = (body.get("model") or {}).get("sha256")
             if serving != expected:
