@@ -169,6 +169,8 @@ def _read(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ConfigError(f"config {path}: name it .toml, .yaml or .yml")
+    if path.exists() and not path.is_file():  # reading /dev/zero or a FIFO would never end
+        raise ConfigError(f"config {path}: not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,14 @@ def test_bad_config_files_are_one_line_errors(tmp_path, name, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="No such file"):
         parse("--config", str(tmp_path / "absent.toml"))
+
+
+def test_a_config_that_is_not_a_regular_file_is_not_read(tmp_path):
+    os.mkfifo(tmp_path / "device.toml")  # reading it would wait for a writer forever
+    (tmp_path / "zero.toml").symlink_to("/dev/zero")  # and this would never end
+    for name in ("device.toml", "zero.toml"):
+        with pytest.raises(ConfigError, match=f"config .*{name}: not a regular file"):
+            parse("--config", str(tmp_path / name))
 
 
 @pytest.mark.parametrize("argv, message", [
