@@ -21,9 +21,13 @@ def check_number(option: str, value: float | None, *, minimum: float | None = No
         return
     if not math.isfinite(value):
         raise OptionError(f"{option} {value}: must be a finite number")
-    low = f"at least {minimum:g}" if minimum is not None else "positive" if above == 0 else (
-        f"more than {above:g}" if above is not None else None)
-    if (minimum is not None and value < minimum) or (above is not None and value <= above) or (
-            maximum is not None and value > maximum):
-        bounds = " and ".join(part for part in (low, f"at most {maximum:g}" if maximum is not None else None) if part)
-        raise OptionError(f"{option} {value}: must be {bounds}")
+    too_low = (minimum is not None and value < minimum) or (above is not None and value <= above)
+    if too_low or (maximum is not None and value > maximum):
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"at least {minimum:g}")
+        if above is not None:
+            bounds.append("positive" if above == 0 else f"more than {above:g}")
+        if maximum is not None:
+            bounds.append(f"at most {maximum:g}")
+        raise OptionError(f"{option} {value}: must be {' and '.join(bounds)}")

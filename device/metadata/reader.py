@@ -102,10 +102,10 @@ def read_model_file(path: str | os.PathLike) -> bytes:
             size = os.fstat(file.fileno()).st_size
             if size > MAX_MODEL_BYTES:
                 raise NotTFLiteError(f"not a TFLite model ({size / 2**30:.1f} GiB; a FlatBuffer is under 2 GiB)")
-            header = file.read(8)
-            if header[4:8] != s.MODEL_IDENTIFIER:
+            if file.read(8)[4:8] != s.MODEL_IDENTIFIER:
                 raise NotTFLiteError(NO_IDENTIFIER)
-            return header + file.read()
+            file.seek(0)
+            return file.read()
     except MetadataError as error:
         raise type(error)(f"{os.fspath(path)}: {error}") from None
 
