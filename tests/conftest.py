@@ -89,9 +89,21 @@ def trained_model_path(tutorial_run) -> Path:
     return tutorial_run["export_dir"] / "model.tflite"
 
 
+MODEL_MAKER_MODEL = SHARED / "models" / "model-maker-flowers-int8.tflite"
+
+
 @pytest.fixture(scope="session")
-def reference_model() -> Path:
-    """The int8 flowers model the real TFLite Model Maker 0.4.3 exported (only in ../shared)."""
-    path = SHARED / "models" / "model-maker-flowers-int8.tflite"
-    require(path.is_file(), f"reference model not found at {path}")
-    return path
+def model_maker_model() -> Path:
+    """The int8 flowers model the real TFLite Model Maker 0.4.3 exported, with its metadata as JSON beside it.
+    Only in ../shared: for the tests about reading Model Maker's own file, which alone may skip without it."""
+    require(MODEL_MAKER_MODEL.is_file(), f"Model Maker's reference model not found at {MODEL_MAKER_MODEL}")
+    return MODEL_MAKER_MODEL
+
+
+@pytest.fixture(scope="session")
+def reference_model(request) -> Path:
+    """A good int8 flowers model (uint8 in and out, metadata with five labels) for tests that need one:
+    Model Maker's when ../shared has it, else the one our trainer made this session (a user's clone)."""
+    if MODEL_MAKER_MODEL.is_file():
+        return MODEL_MAKER_MODEL
+    return request.getfixturevalue("trained_model_path")
