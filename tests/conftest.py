@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import socket
 from pathlib import Path
 
 import pytest
+
+from testkit.processes import default_sigint, free_port  # noqa: F401 (the tests' names for them)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -23,19 +23,6 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"missing in CI: {reason}")
     pytest.skip(reason)
-
-
-def default_sigint() -> None:
-    """A `preexec_fn` for a child the test will Ctrl-C: started from a shell's background job, it would
-    inherit SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

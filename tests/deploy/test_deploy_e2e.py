@@ -21,7 +21,7 @@ from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, r
 from deploy.inventory import Host
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
-from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
+from testkit.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
                                  stop_daemon)
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, r
 from deploy.report import FAILED
 from deploy.ssh import Remote, connect
 from deploy.steps import ANOTHER_DEPLOY, HostSteps
-from tests.deploy.sshlab import deploy_lock_held, run_fab
+from testkit.sshlab import deploy_lock_held, run_fab
 
 
 def locked_steps(host) -> HostSteps:

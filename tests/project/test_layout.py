@@ -1,6 +1,7 @@
 """The promises the repository itself makes: a light device package, and CI running the README's command."""
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -41,3 +42,14 @@ def test_readme_quick_start_is_two_commands_train_then_test():
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert _readme_commands()[1] in ci
+
+
+def test_benchmarks_import_no_test_code():
+    offenders = []
+    for path in sorted((REPO / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
+                          if name.split(".")[0] in ("tests", "pytest", "conftest")]
+    assert offenders == [], "benchmarks share helpers through testkit/, not tests/"
