@@ -16,6 +16,16 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 PER_CLASS = 100
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CI=true a skip, however a test asked for it, is a failure: CI must have everything."""
+    report = (yield).get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome, report.longrepr = "failed", f"skipped in CI, where nothing may be: {reason}"
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip on a developer's machine, fail in CI: CI must have every system dependency."""
     if condition:
