@@ -5,6 +5,7 @@ The server only reads what the daemon publishes, so a slow or stuck browser neve
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from device.daemon.loop import Daemon
 from device.errors import UserError
 
 BOUNDARY = "bloomkitframe"
+RELEASE_ENV = "BLOOMKIT_RELEASE"
 JPEG_QUALITY = 80
 
 
@@ -93,12 +95,26 @@ class LiveServer:
         self._httpd.server_close()
 
 
+def _process() -> dict:
+    """Which process answers, so that a deploy can tell its own daemon from another one on the port: the pid,
+    and the release it runs (its launcher sets BLOOMKIT_RELEASE to the release's directory; None by hand)."""
+    release = os.environ.get(RELEASE_ENV)
+    return {"pid": os.getpid(),
+            "release": {"version": os.path.basename(release), "path": release} if release else None}
+
+
 def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
     page = resources.files("device.daemon").joinpath("live.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "bloomkit"
         timeout = 10  # seconds a client may stall a read or a write before its thread gives up
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):  # the client went away mid-answer: counted, not logged
+                server.daemon.counters.http_disconnects.add()
 
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]
@@ -111,7 +127,7 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(HTTPStatus.OK, {**(server.daemon.latest() or waiting), "status": health["status"],
                                                 "reason": health["reason"], "sha256": health["model"]["sha256"]})
             elif path == "/healthz":
-                health = server.daemon.health()
+                health = {**server.daemon.health(), **_process()}
                 self._send_json(HTTPStatus.OK if health["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE, health)
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.render(server.daemon).encode(), metrics.CONTENT_TYPE)
@@ -119,6 +135,8 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                 self._stream()
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
+
+        do_HEAD = do_GET  # monitoring tools probe with HEAD: the same status and headers, no body (see _send)
 
         def _send_json(self, status: HTTPStatus, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")
@@ -129,13 +147,16 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _stream(self) -> None:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             sent = -1
             try:
                 while not server.closing.is_set():
