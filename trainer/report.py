@@ -1,7 +1,8 @@
 """What a run leaves beside the model: report.json, a confusion-matrix plot, the training curves and a
 contact sheet of the misclassified test photos.
 
-Needs no TensorFlow: `trainer evaluate` uses the same metrics.
+Needs no TensorFlow. The metrics are `device.evaluation`'s (re-exported here for the trainer's callers), the
+same `device classify --eval` reports.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from device.atomic import atomic_write
+from device.evaluation import accuracy, confusion_matrix, per_label  # noqa: F401 (re-exported)
 
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -22,27 +24,6 @@ MISCLASSIFIED_FILE = "misclassified.png"
 FILES = (REPORT_FILE, CONFUSION_FILE, CURVES_FILE, MISCLASSIFIED_FILE)
 MAX_SHOWN = 48  # photos on the contact sheet
 THUMBNAIL = (128, 128)
-
-
-def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> np.ndarray:
-    """counts[true label, predicted label]."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (np.asarray(truth), np.asarray(predicted)), 1)
-    return counts
-
-
-def per_label(counts: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall and support of each label (precision 0 for a label never predicted)."""
-    hits = np.diag(counts)
-    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
-    return {label: {"precision": round(float(hits[i] / predicted[i]) if predicted[i] else 0.0, 4),
-                    "recall": round(float(hits[i] / actual[i]) if actual[i] else 0.0, 4),
-                    "support": int(actual[i])}
-            for i, label in enumerate(labels)}
-
-
-def accuracy(counts: np.ndarray) -> float:
-    return round(float(np.trace(counts) / counts.sum()), 4) if counts.sum() else 0.0
 
 
 def write_report(export_dir: str | os.PathLike, report: Mapping, labels: Sequence[str], counts: np.ndarray,
