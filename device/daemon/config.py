@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from device.daemon import event_config
+from device.daemon.event_config import EventSettings
 from device.errors import one_line
 from device.errors import UserError
 
@@ -45,6 +47,8 @@ class Settings:
     http: str = "127.0.0.1:8080"
     stream_fps: float = 10.0
     max_frame_gap: float = 30.0
+    data_dir: Path | None = None  # the host's data directory (outside releases): snapshots/, secrets/, …
+    events: EventSettings = field(default_factory=EventSettings)  # MQTT, Home Assistant, webhook, regions
 
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
@@ -101,6 +105,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-fps", type=float, metavar="N", help="frame rate cap of the live view (default 10)")
     parser.add_argument("--max-frame-gap", type=float, metavar="SECONDS",
                         help="exit with an error after this long without frames (default 30)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="this device's data folder, kept across deploys (snapshots/, secrets/)")
+    event_config.add_options(parser)
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
@@ -115,7 +122,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         if name in values:
             labels = (label.strip() for text in values[name] for label in text.split(","))
             values[name] = tuple(label for label in labels if label)
-    return Settings(**values)
+    return Settings(**values, events=EventSettings.from_options(merged))
 
 
 class _FileParser(argparse.ArgumentParser):
@@ -140,7 +147,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         if known[name].nargs == 0:  # an on/off flag
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")
-            argv += [flag] if value else []
+            argv += [flag] if value is known[name].const else []  # `ha_discovery = false` means --no-ha-discovery
         elif isinstance(value, list):
             argv += [f"{flag}={item}" for item in value]
         else:
@@ -155,7 +162,7 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Anchor the file's relative paths at its own folder, so the file means the same from any working directory."""
-    for name in ("model", "labels"):
+    for name in ("model", "labels", "data_dir", *event_config.PATH_OPTIONS):
         if name in options:
             options[name] = folder / options[name]  # an absolute path stays as it is
     if options.get("jsonl", "-") != "-":
