@@ -24,12 +24,13 @@ class Mosquitto:
     """`mosquitto -c CONF` in a subprocess; `restart()` keeps the port, `kill()` and `start()` work any time."""
 
     def __init__(self, folder: Path, *, password: tuple[str, str] | None = None, tls: "TestCa | None" = None,
-                 require_certificate: bool = False) -> None:
+                 require_certificate: bool = False, persistent: bool = False, port: int | None = None) -> None:
         require(shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists(),
                 "mosquitto is not installed (apt-get install mosquitto)")
         self.folder = folder
-        self.port = free_port()
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+        self.port = port or free_port()
+        persistence = ["persistence true", f"persistence_location {folder}/"] if persistent else ["persistence false"]
+        lines = [f"listener {self.port} 127.0.0.1", *persistence, "log_dest stderr",
                  "log_type error", "log_type warning"]
         if getpass.getuser() == "root":  # else it drops to the `mosquitto` user, who cannot read our tmp files
             lines.append("user root")
@@ -85,12 +86,15 @@ class Recorder:
     topics: tuple[str, ...] = ("#",)
     tls: "TestCa | None" = None
     credentials: tuple[str, str] | None = None
+    session: str | None = None  # a client id for a persistent session (the broker queues while it is away)
     messages: list[tuple[str, bytes, bool, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.session or "",
+                                  clean_session=self.session is None)
+        self.client.reconnect_delay_set(1, 2)
         if self.tls:
             self.client.tls_set(ca_certs=str(self.tls.ca_pem))
         if self.credentials:
