@@ -256,8 +256,10 @@ class MqttPublisher:
                 info.wait_for_publish(1.0)
             except (RuntimeError, ValueError):
                 pass
+        connected = self._connected
         self._client.disconnect()
-        self._client.loop_stop()
+        if connected:  # else paho may sit in a connect attempt (up to its 5 s timeout): its thread is a daemon
+            self._client.loop_stop()
 
     # Paho's callbacks, on its network thread.
 

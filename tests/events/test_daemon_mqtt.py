@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
 
 import cv2
@@ -15,7 +16,7 @@ from device.metadata import read_model_info, write_metadata
 from tests.conftest import free_port
 from tests.daemon.conftest import LABELS
 from tests.events.broker import Mosquitto, retained
-from tests.events.conftest import side_by_side, write_scene
+from tests.events.scenes import side_by_side, write_scene
 
 # The keys Home Assistant's MQTT discovery requires per platform (its sensor, binary_sensor and image docs):
 # sensor and binary_sensor need a state_topic; image needs image_topic (or url_topic), with content_type for
@@ -222,3 +223,24 @@ def test_a_broker_down_at_start_does_not_stop_classifying_and_gets_everything_on
         assert len(configs_of(broker, "pi4")) == 8
     finally:
         broker.stop()
+
+
+def test_a_broker_that_never_answers_neither_blocks_inference_nor_the_stop(run_daemon, flowers_model, clear_photos,
+                                                                           tmp_path):
+    silent = socket.socket()  # accepts TCP connections (the kernel does) but never says a word of MQTT
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 1)])
+        daemon = run_daemon("--model", str(flowers_model), "--source", f"folder:{scene}", "--source-fps", "10",
+                            "--threads", "1", "--http", "127.0.0.1:0", "--device-id", "pi5",
+                            "--mqtt", f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
+        health = daemon.healthy()
+        frames = health["frames"]
+        daemon.wait_for(lambda: daemon.json("/healthz")[1]["frames"] >= frames + 10, what="frames flowing")
+        assert daemon.json("/healthz")[1]["mqtt"]["connected"] is False
+        began = time.monotonic()
+        assert daemon.terminate() == 0
+        assert time.monotonic() - began < 2.0
+    finally:
+        silent.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.conftest import REPO
 from tests.daemon.test_browser import browser  # noqa: F401 (the fixture)
-from tests.events.conftest import side_by_side
+from tests.events.scenes import side_by_side
 
 
 def test_the_live_page_outlines_the_regions_with_their_labels(browser, run_daemon, flowers_model, clear_photos,  # noqa: F811

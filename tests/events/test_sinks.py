@@ -13,7 +13,7 @@ from device.daemon.discovery import slug
 from device.daemon.events import new_event_id
 from device.daemon.snapshots import SnapshotError, SnapshotStore
 from device.daemon.webhook import Webhook
-from tests.events.conftest import write_scene
+from tests.events.scenes import write_scene
 
 
 def test_snapshots_stay_under_their_budget_oldest_out_first(tmp_path):
