@@ -66,6 +66,7 @@ def test_the_daemon_appears_in_home_assistant_with_retained_state_snapshot_and_e
     scene = write_scene(tmp_path / "scene", [("sunflowers", clear_photos["sunflowers"], 15),
                                              ("roses", clear_photos["roses"], 15)])
     recorder = recorders(broker.port, ("#",))
+    (tmp_path / "data").mkdir()  # made by the deploy, outside the releases
     daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi1", "--data-dir",
                                      str(tmp_path / "data"), "--mqtt-metrics-interval", "1"))
     health = daemon.healthy()

@@ -75,7 +75,7 @@ def test_credentials_come_from_the_file_given_then_the_environment_then_the_data
 
 def test_event_options_in_a_config_file_with_paths_relative_to_it(tmp_path, monkeypatch):
     folder = tmp_path / "etc"
-    folder.mkdir()
+    (folder / "data").mkdir(parents=True)
     (folder / "device.toml").write_text(
         'model = "model.tflite"\nmqtt = "mqtts://broker.lan"\nmqtt_ca = "ca.pem"\nmqtt-credentials = "secret"\n'
         'data_dir = "data"\nha_discovery = false\nregion = ["left=0,0,0.5,1", "right=0.5,0,0.5,1"]\n'
