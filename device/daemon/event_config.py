@@ -55,6 +55,8 @@ class EventSettings:
             parse_broker_url(self.mqtt)
             if (self.mqtt_ca or self.mqtt_cert) and not self.mqtt.startswith("mqtts:"):
                 raise MqttError("--mqtt-ca and --mqtt-cert need an mqtts:// broker URL")
+        elif self.mqtt_credentials or self.mqtt_ca or self.mqtt_cert:
+            raise MqttError("--mqtt-credentials, --mqtt-ca and --mqtt-cert need --mqtt URL")
         if bool(self.mqtt_cert) != bool(self.mqtt_key):
             raise MqttError("--mqtt-cert and --mqtt-key go together (a client certificate and its key)")
         if self.webhook is not None:

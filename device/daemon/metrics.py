@@ -52,7 +52,7 @@ def render(daemon: Daemon) -> str:
 def summary(daemon: Daemon) -> dict:
     """The daemon's numbers as JSON, for the MQTT `metrics` topic."""
     health = daemon.health()
-    buckets, count, total_s = daemon.counters.latency.snapshot()
+    _, count, total_s = daemon.counters.latency.snapshot()
     return {
         "fps": health["fps"],
         "latency_ms": round(1000.0 * total_s / count, 2) if count else None,

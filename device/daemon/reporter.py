@@ -25,7 +25,6 @@ from device.daemon.mqtt import MqttPublisher, Topics, find_credentials, parse_br
 from device.daemon.regions import Region
 from device.daemon.snapshots import SnapshotStore
 from device.daemon.webhook import Webhook
-from device.errors import UserError
 
 if TYPE_CHECKING:
     from device.classifier import Category, Classifier
@@ -117,7 +116,7 @@ class Reporter:
         return self.snapshots.path(event_id) if self.snapshots else None
 
     def status(self) -> dict:
-        status: dict = {"events": len(self._recent)}
+        status: dict = {}
         if self.mqtt:
             status["mqtt"] = self.mqtt.status()
         if self.webhook:
@@ -202,8 +201,6 @@ def build_reporter(settings: EventSettings, data_dir: Path | None, classifier: C
             regions = tuple(region.name for region in settings.regions) or (None,)
             discovery = Discovery(identity, topics, regions, mqtt.publish)
             mqtt.subscribe(discovery.subscription, discovery.on_retained_config)
-    elif settings.mqtt_credentials or settings.mqtt_ca or settings.mqtt_cert:
-        raise UserError("--mqtt-credentials, --mqtt-ca and --mqtt-cert need --mqtt URL")
     if settings.webhook:
         webhook = Webhook(settings.webhook, settings.webhook_timeout)
     return Reporter(settings, classifier, mqtt=mqtt, discovery=discovery, webhook=webhook, snapshots=snapshots,

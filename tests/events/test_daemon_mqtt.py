@@ -245,3 +245,37 @@ def test_a_broker_that_never_answers_neither_blocks_inference_nor_the_stop(run_d
         assert time.monotonic() - began < 2.0
     finally:
         silent.close()
+
+
+def test_events_made_while_the_broker_restarts_arrive_all_and_in_order(run_daemon, recorders, flowers_model,
+                                                                      clear_photos, tmp_path):
+    broker = Mosquitto(tmp_path, persistent=True)
+    try:
+        recorder = recorders(broker.port, ("bloomkit/pi6/events",), session="pi6-recorder")
+        scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 5),
+                                                 ("tulips", clear_photos["tulips"], 5)])
+        daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi6"))
+        daemon.healthy()
+        recorder.wait(lambda: len(recorder.on("bloomkit/pi6/events")) >= 4, what="events before the restart")
+        broker.stop()
+        daemon.wait_for(lambda: daemon.json("/healthz")[1]["mqtt"]["queued"] >= 6, what="events queued")
+        broker.start()
+        daemon.wait_for(lambda: (lambda m: m["connected"] and m["queued"] == 0)(daemon.json("/healthz")[1]["mqtt"]),
+                        timeout=60, what="the queue delivered")
+        made = daemon.json("/api/events")[1]["events"][::-1]  # oldest first: what the daemon made
+        assert daemon.json("/healthz")[1]["mqtt"]["dropped"] == 0
+        daemon.terminate()
+
+        def received():
+            messages = recorder.json_on("bloomkit/pi6/events")
+            return made[-1]["id"] in {m["id"] for m in messages} and messages
+        messages = recorder.wait(received, what="every event made")
+        seen = list(dict.fromkeys(m["id"] for m in messages))  # first appearance, in order of arrival
+        assert seen == sorted(seen)  # ids sort by start time: no event overtook another
+        ids = [event["id"] for event in made if event["id"] >= seen[0]]
+        assert [i for i in seen if i in ids] == ids  # nothing the daemon made while the broker was away is lost
+        for event_id in ids[:-1]:
+            kinds = [m["type"] for m in messages if m["id"] == event_id]
+            assert kinds[0] == "start" and kinds[-1] == "end" and "start" not in kinds[1:]
+    finally:
+        broker.stop()

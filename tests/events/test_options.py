@@ -38,6 +38,7 @@ def secret(path, text: str, mode: int = 0o600):
     (["--mqtt", "mqtts://broker", "--mqtt-cert", "c.pem"], "--mqtt-cert and --mqtt-key go together"),
     (["--mqtt", "mqtt://broker", "--mqtt-prefix", "bloomkit/#"], "no wildcards"),
     (["--device-id", "Pi One"], "--device-id Pi One: use lowercase letters"),
+    (["--mqtt-credentials", "secret"], "need --mqtt URL"),
 ])
 def test_bad_event_options_are_one_line_errors_at_start(argv, message, capsys, tmp_path):
     assert cli.main(["run", "--model", str(tmp_path / "model.tflite"), *argv]) == 1
