@@ -79,11 +79,15 @@ def deploy_work(options: Options):
             if facts.serving_current and not credentials_changed:
                 result.status = SKIPPED
                 return
-            why = "new MQTT credentials" if facts.serving_current else "was current but not healthy"
-            say(f"already current, {why}: restarting")
+            if facts.serving_current:  # so only the credentials changed: the daemon reads them at start
+                say("already current, new MQTT credentials: restarting")
+                reason = "new MQTT credentials: restarted"
+            else:
+                say("already current but not healthy: restarting")
+                reason = "was current but not healthy: restarted"
             steps.restart()
             steps.wait_healthy(options.health_timeout)
-            result.status, result.reason = OK, f"{why}: restarted"
+            result.status, result.reason = OK, reason
             return
         need_venv = wheelhouse.key not in facts.venvs
         wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
