@@ -24,8 +24,8 @@ from pathlib import Path
 
 from daemon_process import FLOWERS, REFERENCE_MODEL, Daemon
 
-from tests.events.broker import Mosquitto, Recorder
-from tests.events.scenes import clearest_photos, write_scene
+from testkit.mosquitto import Mosquitto, Recorder
+from testkit.scenes import clearest_photos, write_scene
 
 RATE_TARGET = 0.95
 LATENCY_TARGET_MS = 50.0

@@ -13,7 +13,9 @@ from deploy.errors import InventoryError
 from deploy.inventory import load_inventory
 from deploy.jobs.deploy import deploy_fleet
 from deploy.report import OK, SKIPPED
-from tests.events.broker import Mosquitto, retained
+from tests.conftest import require
+from testkit.mosquitto import BINARY as MOSQUITTO
+from testkit.mosquitto import Mosquitto, retained
 
 PASSWORD = "gr33n-thumb-s3cret"
 
@@ -35,6 +37,7 @@ def test_the_inventory_refuses_credentials_others_can_read(tmp_path):
 @pytest.mark.slow
 def test_deploy_installs_the_credentials_privately_and_the_daemon_uses_them(lab, builder, models, tmp_path,
                                                                              capfd):
+    require(Path(MOSQUITTO).exists(), "mosquitto is not installed (apt-get install mosquitto)")
     broker = Mosquitto(tmp_path, password=("pi", PASSWORD))
     try:
         local = credentials_file(tmp_path / "local-mqtt-credentials")

@@ -1,32 +1,31 @@
-"""Events test fixtures: a real Mosquitto per test, a real flowers model, and scenes made of real photos."""
+"""Events test fixtures: a real Mosquitto per test, a real flowers model, the photos it is surest of."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import require
 from tests.daemon.conftest import run_daemon  # noqa: F401 (a fixture these tests use)
-from tests.events.broker import Mosquitto, Recorder
-from tests.events.scenes import clearest_photos
+from testkit.mosquitto import BINARY, Mosquitto, Recorder
+from testkit.scenes import clearest_photos
 
 
 @pytest.fixture(scope="session")
-def flowers_model(request) -> Path:
-    """The Model Maker reference model when ../shared has it, else one our trainer makes (on a user's clone)."""
-    path = SHARED / "models" / "model-maker-flowers-int8.tflite"
-    return path if path.is_file() else request.getfixturevalue("trained_model_path")
-
-
-@pytest.fixture(scope="session")
-def clear_photos(flowers_model, flowers_dir) -> dict[str, Path]:
+def clear_photos(reference_model, flowers_dir) -> dict[str, Path]:
     """For each label, the photo among its first ten that the model is surest of: scenes that test the
     events, not the model's accuracy."""
-    return clearest_photos(flowers_model, flowers_dir)
+    return clearest_photos(reference_model, flowers_dir)
 
 
 @pytest.fixture
-def broker(tmp_path):
+def mosquitto_installed() -> None:
+    """Debian's mosquitto, which .ci/run installs: the tests that start a broker need it."""
+    require(Path(BINARY).exists(), "mosquitto is not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture
+def broker(tmp_path, mosquitto_installed):
     server = Mosquitto(tmp_path)
     yield server
     server.stop()

@@ -11,12 +11,15 @@ import time
 import cv2
 import jinja2
 import numpy as np
+import pytest
 
 from device.metadata import read_model_info, write_metadata
 from tests.conftest import free_port
 from tests.daemon.conftest import LABELS
-from tests.events.broker import Mosquitto, retained
-from tests.events.scenes import side_by_side, write_scene
+from testkit.mosquitto import Mosquitto, retained
+from testkit.scenes import side_by_side, write_scene
+
+pytestmark = pytest.mark.usefixtures("mosquitto_installed")  # each test starts a broker
 
 # The keys Home Assistant's MQTT discovery requires per platform (its sensor, binary_sensor and image docs):
 # sensor and binary_sensor need a state_topic; image needs image_topic (or url_topic), with content_type for
@@ -62,12 +65,12 @@ def check_discovery(configs: dict[str, dict], device_id: str, labels, regions=("
 
 
 def test_the_daemon_appears_in_home_assistant_with_retained_state_snapshot_and_events(
-        run_daemon, broker, recorders, flowers_model, clear_photos, tmp_path):
+        run_daemon, broker, recorders, reference_model, clear_photos, tmp_path):
     scene = write_scene(tmp_path / "scene", [("sunflowers", clear_photos["sunflowers"], 15),
                                              ("roses", clear_photos["roses"], 15)])
     recorder = recorders(broker.port, ("#",))
     (tmp_path / "data").mkdir()  # made by the deploy, outside the releases
-    daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi1", "--data-dir",
+    daemon = run_daemon(*daemon_args(reference_model, f"folder:{scene}", broker, "pi1", "--data-dir",
                                      str(tmp_path / "data"), "--mqtt-metrics-interval", "1"))
     health = daemon.healthy()
     starts = recorder.wait(lambda: (lambda s: len({e["label"] for e in s}) == 2 and s)(
@@ -118,15 +121,15 @@ def test_the_daemon_appears_in_home_assistant_with_retained_state_snapshot_and_e
     assert last["type"] == "end"  # the open event was ended, not left dangling
 
     # The same device again: the same entities (unique_id is stable across restarts).
-    again = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi1"))
+    again = run_daemon(*daemon_args(reference_model, f"folder:{scene}", broker, "pi1"))
     again.healthy()
     recorder.wait(lambda: recorder.on("bloomkit/pi1/availability")[-1:] == [b"online"], what="online again")
     assert configs_of(broker, "pi1") == configs
 
 
-def test_a_killed_daemon_shows_as_offline_through_its_last_will(run_daemon, broker, flowers_model, clear_photos, tmp_path):
+def test_a_killed_daemon_shows_as_offline_through_its_last_will(run_daemon, broker, reference_model, clear_photos, tmp_path):
     scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 1)])
-    daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi-kill"))
+    daemon = run_daemon(*daemon_args(reference_model, f"folder:{scene}", broker, "pi-kill"))
     daemon.healthy()
     topic = "bloomkit/pi-kill/availability"
     daemon.wait_for(lambda: retained(broker.port, topic, 0.3).get(topic) == b"online", what="online")
@@ -137,17 +140,17 @@ def test_a_killed_daemon_shows_as_offline_through_its_last_will(run_daemon, brok
         assert time.monotonic() < deadline, "the broker did not publish the last will"
 
 
-def test_a_hot_reloaded_model_with_other_labels_replaces_the_entities(run_daemon, broker, flowers_model, clear_photos,
+def test_a_hot_reloaded_model_with_other_labels_replaces_the_entities(run_daemon, broker, reference_model, clear_photos,
                                                                       tmp_path):
     scene = write_scene(tmp_path / "scene", [("roses", clear_photos["roses"], 1)])
     current = tmp_path / "model.tflite"
-    shutil.copy(flowers_model, current)
+    shutil.copy(reference_model, current)
     daemon = run_daemon(*daemon_args(current, f"folder:{scene}", broker, "pi3"))
     daemon.healthy()
     daemon.wait_for(lambda: len(configs_of(broker, "pi3", 0.3)) == 8, what="the first model's entities")
     first = configs_of(broker, "pi3")
 
-    model = flowers_model.read_bytes()
+    model = reference_model.read_bytes()
     info = read_model_info(model)
     renamed = ("daisy", "dandelion", "rose", "sunflower", "tulip")  # three labels gone, three new
     staged = tmp_path / ".model.tflite.new"
@@ -169,18 +172,18 @@ def test_a_hot_reloaded_model_with_other_labels_replaces_the_entities(run_daemon
 
     # Restarted with the first model again: the entities the second one left on the broker go too.
     assert daemon.terminate() == 0
-    shutil.copy(flowers_model, current)
+    shutil.copy(reference_model, current)
     again = run_daemon(*daemon_args(current, f"folder:{scene}", broker, "pi3"))
     again.healthy()
     again.wait_for(lambda: set(configs_of(broker, "pi3", 0.3)) == set(first), what="the stale entities removed")
 
 
-def test_regions_each_get_their_own_state_entities_and_latest_entry(run_daemon, broker, flowers_model, clear_photos,
+def test_regions_each_get_their_own_state_entities_and_latest_entry(run_daemon, broker, reference_model, clear_photos,
                                                                      tmp_path):
     scene = tmp_path / "scene"
     scene.mkdir()
     side_by_side(clear_photos["sunflowers"], clear_photos["roses"], scene / "pots.jpg")
-    daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi2", "--region", "left=0,0,0.5,1",
+    daemon = run_daemon(*daemon_args(reference_model, f"folder:{scene}", broker, "pi2", "--region", "left=0,0,0.5,1",
                                      "--region", "right=0.5,0,0.5,1"))
     daemon.healthy()
 
@@ -201,11 +204,11 @@ def test_regions_each_get_their_own_state_entities_and_latest_entry(run_daemon, 
     assert cv2.imdecode(np.frombuffer(snapshot, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (240, 240)  # the region
 
 
-def test_a_broker_down_at_start_does_not_stop_classifying_and_gets_everything_once_up(run_daemon, flowers_model,
+def test_a_broker_down_at_start_does_not_stop_classifying_and_gets_everything_once_up(run_daemon, reference_model,
                                                                                      clear_photos, tmp_path):
     port = free_port()
     scene = write_scene(tmp_path / "scene", [("tulips", clear_photos["tulips"], 1)])
-    daemon = run_daemon("--model", str(flowers_model), "--source", f"folder:{scene}", "--source-fps", "10",
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{scene}", "--source-fps", "10",
                         "--threads", "1", "--http", "127.0.0.1:0", "--mqtt", f"mqtt://127.0.0.1:{port}",
                         "--device-id", "pi4")
     health = daemon.healthy()  # 200: health is the camera and the model, not the broker
@@ -226,14 +229,14 @@ def test_a_broker_down_at_start_does_not_stop_classifying_and_gets_everything_on
         broker.stop()
 
 
-def test_a_broker_that_never_answers_neither_blocks_inference_nor_the_stop(run_daemon, flowers_model, clear_photos,
+def test_a_broker_that_never_answers_neither_blocks_inference_nor_the_stop(run_daemon, reference_model, clear_photos,
                                                                            tmp_path):
     silent = socket.socket()  # accepts TCP connections (the kernel does) but never says a word of MQTT
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
         scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 1)])
-        daemon = run_daemon("--model", str(flowers_model), "--source", f"folder:{scene}", "--source-fps", "10",
+        daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{scene}", "--source-fps", "10",
                             "--threads", "1", "--http", "127.0.0.1:0", "--device-id", "pi5",
                             "--mqtt", f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
         health = daemon.healthy()
@@ -247,14 +250,14 @@ def test_a_broker_that_never_answers_neither_blocks_inference_nor_the_stop(run_d
         silent.close()
 
 
-def test_events_made_while_the_broker_restarts_arrive_all_and_in_order(run_daemon, recorders, flowers_model,
+def test_events_made_while_the_broker_restarts_arrive_all_and_in_order(run_daemon, recorders, reference_model,
                                                                       clear_photos, tmp_path):
     broker = Mosquitto(tmp_path, persistent=True)
     try:
         recorder = recorders(broker.port, ("bloomkit/pi6/events",), session="pi6-recorder")
         scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 5),
                                                  ("tulips", clear_photos["tulips"], 5)])
-        daemon = run_daemon(*daemon_args(flowers_model, f"folder:{scene}", broker, "pi6"))
+        daemon = run_daemon(*daemon_args(reference_model, f"folder:{scene}", broker, "pi6"))
         daemon.healthy()
         recorder.wait(lambda: len(recorder.on("bloomkit/pi6/events")) >= 4, what="events before the restart")
         broker.stop()

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from tests.conftest import REPO
 from tests.daemon.test_browser import browser  # noqa: F401 (the fixture)
-from tests.events.scenes import side_by_side
+from testkit.scenes import side_by_side
 
 
-def test_the_live_page_outlines_the_regions_with_their_labels(browser, run_daemon, flowers_model, clear_photos,  # noqa: F811
+def test_the_live_page_outlines_the_regions_with_their_labels(browser, run_daemon, reference_model, clear_photos,  # noqa: F811
                                                               tmp_path):
     scene = tmp_path / "scene"
     scene.mkdir()
     side_by_side(clear_photos["sunflowers"], clear_photos["roses"], scene / "pots.jpg")
-    daemon = run_daemon("--model", str(flowers_model), "--source", f"folder:{scene}", "--source-fps", "5",
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{scene}", "--source-fps", "5",
                         "--threads", "1", "--http", "127.0.0.1:0", "--region", "left=0,0,0.5,1",
                         "--region", "right=0.5,0,0.5,1")
     daemon.healthy()

@@ -52,11 +52,11 @@ def test_bad_event_options_are_one_line_errors_at_start(argv, message, capsys, t
     (None, "", "No such file or directory"),
 ])
 def test_a_credentials_file_must_be_private_readable_and_well_formed(mode, text, message, capsys, tmp_path,
-                                                                      flowers_model):
+                                                                      reference_model):
     credentials = tmp_path / "mqtt-credentials"
     if mode is not None:
         secret(credentials, text, mode)
-    code = cli.main(["run", "--model", str(flowers_model), "--source", f"folder:{tmp_path / 'none'}",
+    code = cli.main(["run", "--model", str(reference_model), "--source", f"folder:{tmp_path / 'none'}",
                      "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-credentials", str(credentials)])
     error = capsys.readouterr().err
     assert code == 1 and error.count("\n") == 1 and message in error

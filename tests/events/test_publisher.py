@@ -6,7 +6,9 @@ import time
 import pytest
 
 from device.daemon.mqtt import Credentials, MqttError, MqttPublisher, Tls, parse_broker_url
-from tests.events.broker import Mosquitto, TestCa, retained
+from testkit.mosquitto import Mosquitto, TestCa, retained
+
+pytestmark = pytest.mark.usefixtures("mosquitto_installed")  # each test starts a broker
 
 AVAILABILITY = "bloomkit/t/availability"
 

@@ -13,7 +13,7 @@ from device.daemon.discovery import slug
 from device.daemon.events import new_event_id
 from device.daemon.snapshots import SnapshotError, SnapshotStore
 from device.daemon.webhook import Webhook
-from tests.events.scenes import write_scene
+from testkit.scenes import write_scene
 
 
 def test_snapshots_stay_under_their_budget_oldest_out_first(tmp_path):
@@ -90,10 +90,10 @@ def test_the_webhook_retries_a_timeout_and_an_error_then_delivers(monkeypatch):
         endpoint.close()
 
 
-def test_device_run_posts_its_events_to_the_webhook(run_daemon, flowers_model, clear_photos, tmp_path):
+def test_device_run_posts_its_events_to_the_webhook(run_daemon, reference_model, clear_photos, tmp_path):
     endpoint = Endpoint([])
     scene = write_scene(tmp_path / "scene", [("daisy", clear_photos["daisy"], 1)])
-    daemon = run_daemon("--model", str(flowers_model), "--source", f"folder:{scene}", "--source-fps", "10",
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{scene}", "--source-fps", "10",
                         "--threads", "1", "--http", "127.0.0.1:0", "--webhook", endpoint.url)
     try:
         daemon.healthy()

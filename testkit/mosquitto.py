@@ -1,6 +1,6 @@
-"""A real Mosquitto broker for the tests, on a free loopback port: anonymous, with a password file, or TLS.
-
-Also a recording paho subscriber, and a test CA made with `cryptography` for the TLS broker.
+"""A real Mosquitto broker on a free loopback port (anonymous, with a password file, or TLS), a recording
+paho subscriber, and a throwaway CA made with `cryptography` for the TLS broker: for the events tests and
+benchmarks.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from tests.conftest import free_port, require
+from testkit.processes import free_port
+
+BINARY = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # /usr/sbin is not on every user's PATH
 
 
 class Mosquitto:
@@ -25,8 +27,6 @@ class Mosquitto:
 
     def __init__(self, folder: Path, *, password: tuple[str, str] | None = None, tls: "TestCa | None" = None,
                  require_certificate: bool = False, persistent: bool = False, port: int | None = None) -> None:
-        require(shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists(),
-                "mosquitto is not installed (apt-get install mosquitto)")
         self.folder = folder
         self.port = port or free_port()
         persistence = ["persistence true", f"persistence_location {folder}/"] if persistent else ["persistence false"]
@@ -54,8 +54,7 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process = subprocess.Popen([binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen([BINARY, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
