@@ -17,6 +17,7 @@ from device.daemon.mqtt import MqttError, Tls, parse_broker_url
 from device.daemon.regions import Region, parse_regions
 from device.daemon.webhook import check_webhook_url
 from device.errors import UserError
+from device.options import check_number
 
 PATH_OPTIONS = ("mqtt_credentials", "mqtt_ca", "mqtt_cert", "mqtt_key", "snapshot_dir")  # relative to a config file
 DEVICE_ID = re.compile(r"[a-z0-9_-]{1,64}")
@@ -67,16 +68,12 @@ class EventSettings:
         for topic in (self.mqtt_prefix, self.ha_discovery_prefix):
             if topic is not None and (not topic or any(c in topic for c in "#+\0") or topic.endswith("/")):
                 raise EventConfigError(f"MQTT topic prefix {topic!r}: no wildcards (+, #) and no trailing /")
-        if self.event_min_frames < 1:
-            raise EventConfigError(f"--event-min-frames {self.event_min_frames}: must be at least 1")
-        if not 0.0 <= self.event_threshold <= 1.0:
-            raise EventConfigError(f"--event-threshold {self.event_threshold}: must be between 0 and 1")
+        check_number("--event-min-frames", self.event_min_frames, minimum=1)
+        check_number("--event-threshold", self.event_threshold, minimum=0, maximum=1)
         for name in ("event_min_seconds", "event_clear_seconds"):
-            if getattr(self, name) < 0:
-                raise EventConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
         for name in ("mqtt_metrics_interval", "webhook_timeout", "snapshot_budget", "mqtt_queue"):
-            if getattr(self, name) <= 0:
-                raise EventConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), above=0)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> EventSettings:

@@ -6,6 +6,7 @@ rollback keeps them; the budget keeps a camera running for months from filling t
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -29,12 +30,15 @@ class SnapshotStore:
         self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            probe = folder / ".writable"
-            probe.write_bytes(b"")
-            probe.unlink()
+            self._make_folder()
         except OSError as error:
-            raise SnapshotError(f"snapshots {folder}: {error.strerror or one_line(error)}") from None
+            if error.errno != errno.ENOSPC:  # a full disk is weather, not a mistake: save() says so and tries again
+                raise SnapshotError(f"snapshots {folder}: {error.strerror or one_line(error)}") from None
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise SnapshotError(f"snapshots {folder}: not writable by this user")
+
+    def _make_folder(self) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def path(self, event_id: str) -> Path | None:
         """The snapshot of an event, or None (also for an id that is not one, such as `../x`)."""
@@ -50,6 +54,7 @@ class SnapshotStore:
         with self._lock:
             path, temporary = self.folder / f"{event_id}.jpg", self.folder / f".{event_id}.jpg.tmp"
             try:  # renamed into place, so a reader never gets half a JPEG; no fsync: a snapshot is not worth the wait
+                self._make_folder()
                 temporary.write_bytes(jpeg)
                 os.replace(temporary, path)
             except OSError as error:

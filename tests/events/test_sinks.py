@@ -30,6 +30,17 @@ def test_snapshots_stay_under_their_budget_oldest_out_first(tmp_path):
     assert (tmp_path / "snapshots").stat().st_mode & 0o077 == 0  # camera pictures are the owner's only
 
 
+def test_a_full_disk_loses_a_snapshot_with_one_log_line_and_the_next_one_is_kept_once_there_is_room(
+        full_disk, caplog):
+    store = SnapshotStore(full_disk / "snapshots", budget_bytes=1_000_000)  # a full disk at start is no error
+    first, second = new_event_id(), new_event_id() + "b"
+    assert not store.save(first, b"\xff\xd8" + bytes(20_000))
+    assert [r.message for r in caplog.records] == [f"snapshot {first} not saved: No space left on device"]
+    assert store.path(first) is None and not [p for p in full_disk.rglob("*") if p.name.endswith(".tmp")]
+    (full_disk / "filler").unlink()
+    assert store.save(second, b"\xff\xd8" + bytes(20_000)) and store.path(second).stat().st_size == 20_002
+
+
 def test_a_snapshot_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(SnapshotError, match="snapshots .*file/snapshots: Not a directory"):
