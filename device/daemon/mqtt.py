@@ -187,9 +187,7 @@ class MqttPublisher:
         client.max_inflight_messages_set(1)
         if credentials is not None:
             client.username_pw_set(credentials.username, credentials.password)
-        if broker.tls or tls.ca or tls.cert:
-            if not broker.tls:
-                raise MqttError(f"--mqtt {broker}: TLS options need an mqtts:// URL")
+        if broker.tls:  # the options checks refuse TLS files for a plain mqtt:// URL
             self._set_tls(client, tls)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
