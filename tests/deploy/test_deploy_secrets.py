@@ -18,6 +18,7 @@ from testkit.mosquitto import BINARY as MOSQUITTO
 from testkit.mosquitto import Mosquitto, retained
 
 PASSWORD = "gr33n-thumb-s3cret"
+HEALTH_TIMEOUT = 180.0  # a shared CI machine under load starts a daemon slowly
 
 
 def credentials_file(path: Path, password: str = PASSWORD, mode: int = 0o600) -> Path:
@@ -47,7 +48,7 @@ def test_deploy_installs_the_credentials_privately_and_the_daemon_uses_them(lab,
                                      args=host.daemon.args + ("--mqtt", broker.url, "--device-id", "deployed"))
         host = dataclasses.replace(host, daemon=daemon)
 
-        [result] = deploy_fleet([host], models.first, builder=builder)
+        [result] = deploy_fleet([host], models.first, builder=builder, health_timeout=HEALTH_TIMEOUT)
         assert result.status == OK, result.reason
         root = Path(host.root)
         secrets = root / "data" / "secrets"
@@ -59,7 +60,7 @@ def test_deploy_installs_the_credentials_privately_and_the_daemon_uses_them(lab,
             if path.is_file() and not path.is_symlink():
                 assert PASSWORD.encode() not in path.read_bytes(), path
         availability = "bloomkit/deployed/availability"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HEALTH_TIMEOUT
         while retained(broker.port, availability, 0.5, credentials=("pi", PASSWORD)).get(availability) != b"online":
             assert time.monotonic() < deadline, "the daemon did not connect"  # it finds the file through --data-dir
 
@@ -67,13 +68,13 @@ def test_deploy_installs_the_credentials_privately_and_the_daemon_uses_them(lab,
         credentials_file(local, "n3w-" + PASSWORD)
         broker.stop()
         broker = Mosquitto(tmp_path, password=("pi", "n3w-" + PASSWORD), port=broker.port)
-        [again] = deploy_fleet([host], models.first, builder=builder)
+        [again] = deploy_fleet([host], models.first, builder=builder, health_timeout=HEALTH_TIMEOUT)
         assert again.status == OK and "new MQTT credentials" in again.reason
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HEALTH_TIMEOUT
         while retained(broker.port, availability, 0.5, credentials=("pi", "n3w-" + PASSWORD)).get(availability) \
                 != b"online":
             assert time.monotonic() < deadline, "the restarted daemon did not connect with the new credentials"
-        [unchanged] = deploy_fleet([host], models.first, builder=builder)
+        [unchanged] = deploy_fleet([host], models.first, builder=builder, health_timeout=HEALTH_TIMEOUT)
         assert unchanged.status == SKIPPED
 
         output = capfd.readouterr()
