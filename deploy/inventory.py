@@ -24,6 +24,7 @@ class DaemonOptions:
     source: str | None = None        # None: the daemon's own default (the Pi camera)
     config: Path | None = None       # a local file, shipped inside the release
     args: tuple[str, ...] = ()       # further `device run` options
+    mqtt_credentials: Path | None = None  # a local user:password file (0600): to <root>/data/secrets/, never a release
 
     @property
     def address(self) -> tuple[str, int]:
@@ -175,6 +176,8 @@ def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
         daemon["config"] = _path(daemon["config"], base)
         if not daemon["config"].is_file():
             raise InventoryError(f"{where} config: {daemon['config']} not found")
+    if "mqtt_credentials" in daemon:
+        daemon["mqtt_credentials"] = _secret_file(_path(_text(daemon["mqtt_credentials"], where), base), where)
     if "args" in daemon:
         args = daemon["args"]
         if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
@@ -189,6 +192,17 @@ def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
     except ConfigError as error:
         raise InventoryError(f"{where}: {error}") from None
     return DaemonOptions(**daemon)
+
+
+def _secret_file(path: Path, where: str) -> Path:
+    """A credentials file as the daemon will take it: private (0600) and `user:password`, checked before any host."""
+    from device.daemon.mqtt import MqttError, read_credentials
+
+    try:
+        read_credentials(path)
+    except MqttError as error:
+        raise InventoryError(f"{where} mqtt_credentials: {error}") from None
+    return path
 
 
 def _text(value: Any, where: str) -> str:

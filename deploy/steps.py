@@ -194,6 +194,18 @@ class HostSteps:
         """Build the venv if its requirements have none yet, link it, move the release into place."""
         self.remote.run(self.host_script(self.layout.incoming(bundle.version), "place", bundle.version))
 
+    def install_secret(self, local: Path, name: str, version: str | None = None) -> bool:
+        """Put a credentials file into the host's data directory (`secrets/NAME`, 0600, the daemon's user's),
+        never into a release and never on a command line or in the output; True if it changed. The upload goes
+        into a file made 0600 before a byte of it is written."""
+        uploaded = f"{self.layout.root}/.{name}.upload"
+        self.remote.run(f"umask 077 && rm -f {quote(uploaded)} && : > {quote(uploaded)}")
+        self.remote.put(local, uploaded)
+        script = self.host_script(self.layout.release(version), "secret", name, uploaded) if version else \
+            self.current_script("secret", name, uploaded)
+        output = self.remote.run(script, dry_output='{"ok": true, "changed": false}')
+        return json.loads(output.strip().splitlines()[-1])["changed"]
+
     def switch(self, version: str) -> None:
         """Point `current` at `version` atomically."""
         self.remote.run(self.host_script(self.layout.release(version), "switch", version))

@@ -174,16 +174,43 @@ def restart(layout, manager):
     dropin = "%s/%s.d" % (UNIT_DIR, UNIT)
     override = "[Service]\nExecStart=\nExecStart=%s/%s\nReadWritePaths=%s\n" % (
         layout.current, LAUNCHER, layout.data)
-    if subprocess.call(["id", "-u", USER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
-        run(as_root(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                     "--groups", "video", USER]))
-    run(as_root(["install", "-d", "-o", USER, "-g", USER, "-m", "0750", layout.data]))
+    make_data_dir(layout, manager)
     run(as_root(["install", "-m", "0644", "%s/%s" % (layout.current, SYSTEMD_UNIT), "%s/%s" % (UNIT_DIR, UNIT)]))
     run(as_root(["mkdir", "-p", dropin]))
     run(as_root(["tee", dropin + "/bloomkit-deploy.conf"]), stdin=override)
     run(as_root(["systemctl", "daemon-reload"]))
     run(as_root(["systemctl", "enable", "--quiet", UNIT]))
     run(as_root(["systemctl", "restart", UNIT]))
+
+
+def make_data_dir(layout, manager):
+    """The data directory, writable by the daemon: under systemd owned by the unit's system user (made here)."""
+    if manager == "pidfile":
+        os.makedirs(layout.data, mode=0o750, exist_ok=True)
+        return
+    if subprocess.call(["id", "-u", USER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
+        run(as_root(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                     "--groups", "video", USER]))
+    run(as_root(["install", "-d", "-o", USER, "-g", USER, "-m", "0750", layout.data]))
+
+
+def install_secret(layout, manager, name, uploaded):
+    """Move an uploaded secret (made 0600 before it was written) to <data>/secrets/NAME, mode 0600 in a 0700
+    folder, owned by the daemon's user; says whether it changed, since a running daemon read the old one."""
+    if not name or not all(c.isalnum() or c == "-" for c in name):
+        raise HostError("not a secret's name: %r" % name)
+    make_data_dir(layout, manager)
+    target = "%s/%s" % (layout.secrets, name)
+    owner = [] if manager == "pidfile" else ["-o", USER, "-g", USER]
+    privileged = as_root if owner else (lambda command: command)  # only the unit's user's files need root
+    try:
+        run(privileged(["install", "-d", "-m", "0700"] + owner + [layout.secrets]))
+        changed = subprocess.call(privileged(["cmp", "-s", uploaded, target]), stderr=subprocess.DEVNULL) != 0
+        run(privileged(["install", "-m", "0600"] + owner + [uploaded, target]))
+    finally:
+        if os.path.exists(uploaded):
+            os.remove(uploaded)
+    return {"ok": True, "changed": changed}
 
 
 def stop(layout, manager):
@@ -385,6 +412,9 @@ def main(argv=None):
     commands.add_parser("rollback").add_argument("--to", help="default: the newest earlier one that did not fail")
     for name in ("restart", "stop", "unset", "health"):
         commands.add_parser(name)
+    secret = commands.add_parser("secret", help="install an uploaded file into the data directory's secrets/")
+    secret.add_argument("name")
+    secret.add_argument("uploaded")
     args = parser.parse_args(argv)
     layout, manager = Layout(os.path.abspath(args.root)), manager_of(args.service)
     # Only the actions that need the daemon's address read it: the new release's for `deploy`.
@@ -406,6 +436,7 @@ def main(argv=None):
         "logs": lambda: print("\n".join(log_lines(layout, manager, args.lines))),
         "rollback": lambda: rollback(layout, args.to, url(), args.timeout, manager),
         "deploy": lambda: deploy(layout, args.version, url(), args.timeout, manager, args.keep),
+        "secret": lambda: install_secret(layout, manager, args.name, args.uploaded),
     }
     try:
         outcome = actions[args.action]()

@@ -50,6 +50,11 @@ class Layout:
         return self.root + "/data"
 
     @property
+    def secrets(self):
+        """Credentials for the daemon (mode 0700, files 0600), in the data directory: never in a release."""
+        return self.data + "/secrets"
+
+    @property
     def lock(self):
         """flock(1)ed for the whole of a deploy or rollback."""
         return self.root + "/.deploy.lock"

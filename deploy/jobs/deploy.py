@@ -18,6 +18,7 @@ from deploy.releases import new_version, stage
 from deploy.report import DRY_RUN, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.ssh import Remote, remote_opener
 from deploy.steps import HostSteps
+from device.daemon.mqtt import CREDENTIALS_FILE
 
 RELOAD_TIMEOUT = 15.0      # seconds for a hot reload to serve the new model before falling back to a restart
 LOCK_REGAIN_S = 10.0       # for the rollback's connection to take the lock the failed one held
@@ -73,14 +74,20 @@ def deploy_work(options: Options):
         bundle = stage(steps.host, options.model, options.model_info, wheel, wheelhouse,
                        options.staging / steps.host.name / version, version)
         if bundle.identity == facts.identity:
+            credentials_changed = install_credentials(steps, stages, say, None)
             stages.enter("health")
-            if facts.serving_current:
+            if facts.serving_current and not credentials_changed:
                 result.status = SKIPPED
                 return
-            say("already current but not healthy: restarting")
+            if facts.serving_current:  # so only the credentials changed: the daemon reads them at start
+                say("already current, new MQTT credentials: restarting")
+                reason = "new MQTT credentials: restarted"
+            else:
+                say("already current but not healthy: restarting")
+                reason = "was current but not healthy: restarted"
             steps.restart()
             steps.wait_healthy(options.health_timeout)
-            result.status, result.reason = OK, "was current but not healthy: restarted"
+            result.status, result.reason = OK, reason
             return
         need_venv = wheelhouse.key not in facts.venvs
         wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
@@ -95,8 +102,9 @@ def deploy_work(options: Options):
         if need_venv:
             say("building the venv (first deploy or new requirements)")
         steps.place(bundle)
+        credentials_changed = install_credentials(steps, stages, say, bundle.version)
         stages.enter("switch")
-        reload = steps.can_hot_reload(bundle)
+        reload = steps.can_hot_reload(bundle) and not credentials_changed  # the daemon read the old ones at start
         result.new = bundle.version                 # from here on, a failure switches back
         steps.switch(bundle.version)
         if reload:
@@ -117,6 +125,18 @@ def deploy_work(options: Options):
         steps.prune(options.keep)
         result.status = DRY_RUN if steps.remote.dry_run else OK
     return work
+
+
+def install_credentials(steps: HostSteps, stages: Stages, say: Callable[[str], None], version: str | None) -> bool:
+    """The inventory's MQTT credentials file into the host's data directory (with the scripts of release
+    `version`, else the current one's); True if it changed. Its content is never shown."""
+    local = steps.host.daemon.mqtt_credentials
+    if local is None:
+        return False
+    stages.enter("secrets")
+    changed = steps.install_secret(local, CREDENTIALS_FILE, version)
+    say("MQTT credentials " + ("installed in the data directory" if changed else "unchanged"))
+    return changed
 
 
 def roll_back(options: Options):

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from device.classifier import Classifier
     from device.daemon.config import resolve
     from device.daemon.loop import Daemon
+    from device.daemon import metrics
     from device.daemon.models import ModelWatcher
+    from device.daemon.reporter import build_reporter
     from device.daemon.server import LiveServer
     from device.daemon.sources import open_source
 
@@ -36,11 +38,17 @@ def run(args: argparse.Namespace) -> int:
                              score_threshold=settings.threshold, allow=settings.allow, deny=settings.deny)
     models = ModelWatcher(settings.model, load)
     with contextlib.ExitStack() as cleanup:  # undone in reverse: server, then capture and outputs, then camera
+        reporter = build_reporter(settings.events, settings.data_dir, models.classifier,  # checks its options first
+                                  metrics=lambda: metrics.summary(daemon))
         source = open_source(settings.source, models.classifier.input_size,
                              settings.source_fps, settings.loop)
         cleanup.callback(source.close)
-        daemon = Daemon(settings, source, models)
+        daemon = Daemon(settings, source, models, reporter)
         cleanup.callback(daemon.close)
+        reporter.start()
+        cleanup.callback(reporter.close)
+        if reporter.mqtt:
+            log.info("publishing to %s under %s/", reporter.mqtt.broker, reporter.topics.prefix)
         if settings.http_address:
             server = LiveServer(settings.http_address, daemon)
             server.start()

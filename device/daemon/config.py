@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from device.daemon import event_config
+from device.daemon.event_config import EventSettings
 from device.errors import UserError, one_line
 from device.hostport import HostPortError, parse_host_port
 from device.metadata import labels as labels_txt
@@ -50,6 +52,7 @@ class Settings:
     stream_fps: float = 10.0
     max_frame_gap: float = 30.0
     data_dir: Path | None = None  # where features keep files on the device (docs/architecture.md); None: none
+    events: EventSettings = field(default_factory=EventSettings)  # MQTT, Home Assistant, webhook, regions
 
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
@@ -117,6 +120,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="exit with an error after this long without frames (default 30)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="a directory of the daemon's own files, kept across deploys (fab deploy: <root>/data)")
+    event_config.add_options(parser)
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
@@ -130,7 +134,7 @@ def resolve(args: argparse.Namespace) -> Settings:
     for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated, or both
         if name in values:
             values[name] = labels_txt.from_options(values[name])
-    return Settings(**values)
+    return Settings(**values, events=EventSettings.from_options(merged))
 
 
 def check_options(argv: list[str]) -> None:
@@ -167,7 +171,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         if known[name].nargs == 0:  # an on/off flag
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")
-            argv += [flag] if value else []
+            argv += [flag] if value is known[name].const else []  # `ha_discovery = false` means --no-ha-discovery
         elif isinstance(value, list):
             argv += [f"{flag}={item}" for item in value]
         else:
@@ -182,7 +186,7 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Anchor the file's relative paths at its own folder, so the file means the same from any working directory."""
-    for name in ("model", "labels", "data_dir"):
+    for name in ("model", "labels", "data_dir", *event_config.PATH_OPTIONS):
         if name in options:
             options[name] = folder / options[name]  # an absolute path stays as it is
     if options.get("jsonl", "-") != "-":

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from device.daemon.capture import Capture, LatestFrame
 from device.daemon.config import Settings
 from device.daemon.models import ModelWatcher
-from device.daemon.outputs import ChangeEvents, JsonLines, result_record
+from device.daemon.outputs import ChangeEvents, JsonLines, result_record, top_record
+from device.daemon.regions import Region
+from device.daemon.reporter import Reporter
 from device.daemon.smoothing import Smoother, make_smoother
 from device.daemon.sources import Frame, FrameSource
 from device.daemon.stats import EventCount, LatencyHistogram, RollingRate
@@ -36,15 +38,18 @@ class Counters:
 class Daemon:
     """Runs until `stop()` (returns normally) or until the source is silent too long (raises `FrameGapError`)."""
 
-    def __init__(self, settings: Settings, source: FrameSource, models: ModelWatcher) -> None:
+    def __init__(self, settings: Settings, source: FrameSource, models: ModelWatcher,
+                 reporter: Reporter | None = None) -> None:
         self.settings = settings
+        self.reporter = reporter
+        self.regions: tuple[Region | None, ...] = settings.events.regions or (None,)  # None: the whole frame
         self.source = source
         self.models = models
         self.frames = LatestFrame()
         self.capture = Capture(source, self.frames)
         self.counters = Counters()
         self.started = time.monotonic()
-        self._smoother = self._new_smoother()
+        self._smoothers = self._new_smoothers()
         jsonl = settings.jsonl or ("-" if settings.on_change else None)  # events go to stdout unless told
         self._jsonl = JsonLines(jsonl, max_bytes=int(settings.jsonl_max_mb * 1e6)) if jsonl else None
         self._changes = ChangeEvents() if settings.on_change else None
@@ -63,7 +68,9 @@ class Daemon:
             self.capture.start()
         while not self._stopping.is_set():
             if self.models.reload_if_changed():
-                self._smoother = self._new_smoother()
+                self._smoothers = self._new_smoothers()
+                if self.reporter:
+                    self.reporter.model_changed(self.models.classifier)
             frame = self.capture.pull() if self.source.on_demand else self.frames.take(timeout=0.2)
             if frame is None:
                 self._check_frame_gap()
@@ -80,17 +87,25 @@ class Daemon:
     def _classify(self, frame: Frame) -> None:
         classifier = self.models.classifier
         began = time.perf_counter()
-        scores = classifier.scores(frame.image)
+        results = []
+        for region, smoother in zip(self.regions, self._smoothers):  # each region is an image of its own
+            scores = classifier.scores(frame.image if region is None else region.crop(frame.view))
+            results.append((region, classifier.top(smoother.update(scores))))
         latency = time.perf_counter() - began
         self._last_latency = latency
-        categories = classifier.top(self._smoother.update(scores))
+        categories = results[0][1]
         counters = self.counters
         counters.inferences += 1
         counters.latency.observe(latency)
         counters.rate.tick()
         record = result_record(counters.inferences, categories, counters.rate.per_second(), latency,
                                time.monotonic() - frame.captured, classifier.info.name)
+        if self.regions[0] is not None:
+            record["regions"] = [{"name": region.name, "box": region.box, "top": top_record(top)}
+                                 for region, top in results]
         self._latest = record
+        if self.reporter:
+            self.reporter.observe(frame, results)
         if self._changes:
             record = self._changes.event(record)
         if self._jsonl and record:
@@ -102,8 +117,8 @@ class Daemon:
             reason = f" ({self.capture.problem})" if self.capture.problem else ""
             raise FrameGapError(f"source {self.source.name}: no frames for {silent_for:.0f} s{reason}; giving up")
 
-    def _new_smoother(self) -> Smoother:
-        return make_smoother(self.settings.smooth, self.settings.ema)
+    def _new_smoothers(self) -> list[Smoother]:
+        return [make_smoother(self.settings.smooth, self.settings.ema) for _ in self.regions]
 
     # What the HTTP server reads. Each is a consistent snapshot; none blocks the loop.
 
@@ -144,6 +159,7 @@ class Daemon:
             "frames": self.frames.received,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "warnings": [self._jsonl.problem] if self._jsonl and self._jsonl.problem else [],  # ok, but losing data
+            **(self.reporter.status() if self.reporter else {}),
         }
 
     @property

@@ -42,10 +42,34 @@ def render(daemon: Daemon) -> str:
            [("", jsonl.rotations if jsonl else 0)])
     metric("bloomkit_http_disconnects_total", "counter", "HTTP clients that went away before their answer was sent.",
            [("", daemon.counters.http_disconnects.value)])
+    mqtt = health.get("mqtt")
+    if mqtt is not None:
+        metric("bloomkit_mqtt_connected", "gauge", "1 while connected to the MQTT broker.", [("", int(mqtt["connected"]))])
+        metric("bloomkit_mqtt_queued_messages", "gauge", "Messages waiting for the broker.", [("", mqtt["queued"])])
+        metric("bloomkit_mqtt_dropped_messages_total", "counter", "Oldest messages dropped from a full queue.",
+               [("", mqtt["dropped"])])
+        metric("bloomkit_mqtt_published_messages_total", "counter", "Messages the broker acknowledged.",
+               [("", mqtt["published"])])
     model = health["model"]
     info = ",".join(f'{key}="{_escape(str(model[key]))}"' for key in ("name", "version", "sha256", "path"))
     metric("bloomkit_model_info", "gauge", "The model in use.", [(f"{{{info}}}", 1)])
     return "\n".join(lines) + "\n"
+
+
+def summary(daemon: Daemon) -> dict:
+    """The daemon's numbers as JSON, for the MQTT `metrics` topic."""
+    health = daemon.health()
+    _, count, total_s = daemon.counters.latency.snapshot()
+    return {
+        "fps": health["fps"],
+        "latency_ms": round(1000.0 * total_s / count, 2) if count else None,
+        "frames": health["frames"],
+        "frames_dropped": daemon.frames.dropped,
+        "inferences": daemon.counters.inferences,
+        "uptime_s": health["uptime_s"],
+        "status": health["status"],
+        "model": {key: health["model"][key] for key in ("name", "version", "sha256")},
+    }
 
 
 def _number(value: float) -> str:

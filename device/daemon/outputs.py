@@ -32,12 +32,16 @@ def result_record(frame: int, categories: Sequence[Category], fps: float, latenc
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "frame": frame,
-        "top": [{"label": c.label, "score": round(float(c.score), 4), "index": c.index} for c in categories],
+        "top": top_record(categories),
         "fps": round(fps, 2),
         "latency_ms": round(latency_s * 1000.0, 2),
         "age_ms": round(age_s * 1000.0, 2),
         "model": model,
     }
+
+
+def top_record(categories: Sequence[Category]) -> list[dict]:
+    return [{"label": c.label, "score": round(float(c.score), 4), "index": c.index} for c in categories]
 
 
 class JsonLines:

@@ -133,10 +133,27 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.OK, metrics.render(server.daemon).encode(), metrics.CONTENT_TYPE)
             elif path == "/stream.mjpg":
                 self._stream()
+            elif path == "/api/events":
+                reporter = server.daemon.reporter
+                self._send_json(HTTPStatus.OK, {"events": reporter.recent() if reporter else []})
+            elif path.startswith("/api/events/") and path.endswith("/snapshot.jpg"):
+                self._send_snapshot(path[len("/api/events/"):-len("/snapshot.jpg")])
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
 
         do_HEAD = do_GET  # monitoring tools probe with HEAD: the same status and headers, no body (see _send)
+
+        def _send_snapshot(self, event_id: str) -> None:
+            reporter = server.daemon.reporter
+            path = reporter.snapshot_path(event_id) if reporter else None
+            try:
+                jpeg = path.read_bytes() if path else None
+            except OSError:  # removed by the size budget just now
+                jpeg = None
+            if jpeg is None:
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no snapshot for event {event_id}"})
+            else:
+                self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
         def _send_json(self, status: HTTPStatus, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")
