@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from device.daemon import sampling
 from device.errors import one_line
 from device.errors import UserError
 
@@ -45,6 +46,17 @@ class Settings:
     http: str = "127.0.0.1:8080"
     stream_fps: float = 10.0
     max_frame_gap: float = 30.0
+    data_dir: Path | None = None
+    collect: str | None = None  # a folder for samples; "": samples/ in data_dir (device/daemon/collect.py)
+    collect_uncertain: str | None = None
+    collect_margin: float | None = None
+    collect_labels: tuple[str, ...] | None = None
+    collect_random: float | None = None
+    collect_on_change: bool = False
+    collect_max_per_minute: int | None = None
+    collect_max_per_hour: int | None = None
+    collect_max_per_day: int | None = None
+    collect_budget_mb: float = 200.0
 
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
@@ -65,6 +77,9 @@ class Settings:
             raise ConfigError(f"--threads {self.threads}: must be at least 1")
         if self.http != "off":
             http_address(self.http)
+        from device.daemon.collect import collect_settings  # checks the --collect options
+
+        collect_settings(self)
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -101,6 +116,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-fps", type=float, metavar="N", help="frame rate cap of the live view (default 10)")
     parser.add_argument("--max-frame-gap", type=float, metavar="SECONDS",
                         help="exit with an error after this long without frames (default 30)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="where features keep files on the device (samples/ for --collect)")
+    sampling.add_options(parser)
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
@@ -111,7 +129,7 @@ def resolve(args: argparse.Namespace) -> Settings:
     values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
     if "model" not in values:
         raise ConfigError("no model: give --model FILE (or `model` in the config file)")
-    for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated, or both
+    for name in ("allow", "deny", "collect_labels"):  # as `device classify` takes them: repeated, comma-separated, or both
         if name in values:
             labels = (label.strip() for text in values[name] for label in text.split(","))
             values[name] = tuple(label for label in labels if label)
@@ -141,6 +159,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")
             argv += [flag] if value else []
+        elif known[name].nargs == "?" and isinstance(value, bool):  # `collect = true`: on, in its default place
+            argv += [flag] if value else []
         elif isinstance(value, list):
             argv += [f"{flag}={item}" for item in value]
         else:
@@ -155,11 +175,13 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Anchor the file's relative paths at its own folder, so the file means the same from any working directory."""
-    for name in ("model", "labels"):
+    for name in ("model", "labels", "data_dir"):
         if name in options:
             options[name] = folder / options[name]  # an absolute path stays as it is
     if options.get("jsonl", "-") != "-":
         options["jsonl"] = str(folder / options["jsonl"])
+    if options.get("collect"):
+        options["collect"] = str(folder / options["collect"])
     source = options.get("source")
     if source is not None:
         if source.startswith("folder:"):

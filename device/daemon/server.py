@@ -113,12 +113,25 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/healthz":
                 health = server.daemon.health()
                 self._send_json(HTTPStatus.OK if health["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE, health)
+            elif path == "/api/stats":
+                self._send_json(HTTPStatus.OK, server.daemon.stats())
+            elif path.startswith("/api/samples/") and path.endswith(".jpg"):
+                self._sample_thumbnail(path[len("/api/samples/"):-len(".jpg")])
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.render(server.daemon).encode(), metrics.CONTENT_TYPE)
             elif path == "/stream.mjpg":
                 self._stream()
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
+
+        def _sample_thumbnail(self, name: str) -> None:
+            """A thumbnail of one of the last samples kept (from memory: the live page shows them)."""
+            collector = server.daemon.collector
+            jpeg = collector.thumbnail(name) if collector else None
+            if jpeg is None:
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no recent sample {name}"})
+            else:
+                self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
         def _send_json(self, status: HTTPStatus, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")

@@ -36,8 +36,8 @@ def run_daemon():
     """Start `device run` processes; each is killed at the end of the test if still running."""
     started: list[DaemonProcess] = []
 
-    def start(*args: str, cwd: Path | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(*args, cwd=cwd)
+    def start(*args: str, cwd: Path | None = None, preexec_fn=None) -> DaemonProcess:
+        daemon = DaemonProcess(*args, cwd=cwd, preexec_fn=preexec_fn)
         started.append(daemon)
         return daemon
 

@@ -16,10 +16,10 @@ from pathlib import Path
 class DaemonProcess:
     """`device run ARGS` in a subprocess, with its HTTP address read from its log."""
 
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None, preexec_fn=None) -> None:
         command = [sys.executable, "-m", "device.cli", "run", *args]
         self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
         self.log: list[str] = []
         self.url: str | None = None
         self._reader = threading.Thread(target=self._read_log, daemon=True)
