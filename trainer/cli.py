@@ -9,7 +9,7 @@ from typing import Sequence
 
 from device.subcommands import run_cli
 
-COMMANDS = ("train", "evaluate", "metadata")
+COMMANDS = ("train", "evaluate", "compare", "metadata")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,9 +8,10 @@ no TensorFlow, which loads meanwhile; the classifier then collects them (`featur
 """
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from device import imaging
 from device import runtime
 from device.runtime import load_interpreter
+from trainer import feature_cache
 from trainer.data import DataLoader
 from trainer.model_spec import ModelSpec
 
@@ -39,7 +41,7 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> None:
     def work() -> None:
         for data, future in futures:
             try:
-                future.set_result(compute(interpreter, spec, data))
+                future.set_result(compute(model, interpreter, spec, data))
             except BaseException as error:  # handed to whoever collects the features
                 future.set_exception(error)
 
@@ -54,19 +56,23 @@ def features(spec: ModelSpec, data: DataLoader) -> np.ndarray | None:
     if future is not None:
         return future.result()
     model = spec.frozen_feature_extractor_tflite()
-    return None if model is None else compute(load_interpreter(model), spec, data)
+    return None if model is None else compute(model, load_interpreter(model), spec, data)
 
 
-def compute(interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
-    """A float feature extractor's `interpreter` over every photo of `data`, preprocessed as the spec says."""
+def compute(model: bytes, interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
+    """The features of every photo of `data`: those of earlier runs from the feature cache, the others by
+    the `interpreter` of `model`, a float feature extractor."""
+    return feature_cache.features_for(model, spec, data, functools.partial(_rows, interpreter, spec))
+
+
+def _rows(interpreter: Any, spec: ModelSpec, data: DataLoader) -> Iterator[np.ndarray]:
+    """The `interpreter` over every photo of `data`, preprocessed as the spec says."""
     source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    rows = []
     for image in tqdm(data.images(spec.input_size), total=data.size, desc="Extracting features", unit="img",
                       disable=None, leave=False):
         interpreter.set_tensor(source, imaging.normalize(image, spec.mean, spec.std)[None])
         interpreter.invoke()
-        rows.append(interpreter.get_tensor(target)[0].copy())
-    return np.stack(rows)
+        yield interpreter.get_tensor(target)[0].copy()
 
 
 def _key(spec: ModelSpec, data: DataLoader) -> tuple:

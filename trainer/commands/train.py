@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
-    from trainer import frozen_features, model_spec
+    from trainer import feature_cache, frozen_features, model_spec
     from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:  # an error or Ctrl-C leaves no empty export folder behind
         _remove_if_empty(created)
         raise
+    summary.update({key: feature_cache.counts[key] for key in ("features_computed", "features_cached")})
     if args.json:
         print(json.dumps(summary))
     else:
@@ -120,7 +121,8 @@ def _print_summary(summary: dict) -> None:
     print(f"data: {summary['train_count']} photos to train on, {summary['test_count']} to test, "
           f"{len(summary['labels'])} labels ({', '.join(summary['labels'])}), {len(summary['skipped'])} skipped")
     epochs = f"{summary['epochs']} epoch" + ("s" if summary["epochs"] != 1 else "")
-    print(f"trained {summary['model_spec']} for {epochs} in {summary['timings']['train']:.1f} s")
+    print(f"trained {summary['model_spec']} for {epochs} in {summary['timings']['train']:.1f} s "
+          f"(features: {summary['features_computed']} computed, {summary['features_cached']} from the cache)")
     print(f"test accuracy: float model {summary['float_accuracy']:.3f}, "
           f"{Path(summary['model_path']).name} ({summary['quantization']}) {summary['tflite_accuracy']:.3f}")
     print(f"exported {summary['model_path']} ({summary['model_bytes'] / 1e6:.2f} MB); "
