@@ -20,6 +20,7 @@ from device.atomic import atomic_write
 
 IMAGE, SIDECAR = ".jpg", ".json"
 FORMAT_VERSION = 1
+INBOX_MARKER = ".bloomkit-inbox"  # `fab collect` marks the workstation folder it fills: INBOX/<host>/NAME.*
 
 
 def sample_name(when: datetime, sequence: int) -> str:

@@ -4,7 +4,6 @@ The server only reads what the daemon publishes, so a slow or stuck browser neve
 """
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ from device.daemon import metrics
 from device.daemon.capture import LatestFrame
 from device.daemon.loop import Daemon
 from device.errors import UserError
+from device.http_replies import QuietHandler
 
 BOUNDARY = "bloomkitframe"
 JPEG_QUALITY = 80
@@ -96,7 +96,7 @@ class LiveServer:
 def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
     page = resources.files("device.daemon").joinpath("live.html").read_bytes()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         server_version = "bloomkit"
         timeout = 10  # seconds a client may stall a read or a write before its thread gives up
 
@@ -133,17 +133,6 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
-        def _send_json(self, status: HTTPStatus, body: dict) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json")
-
-        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
         def _stream(self) -> None:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -161,8 +150,5 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                     server.closing.wait(server.view.interval)
             except OSError:
                 return  # the viewer went away, or stalled past the timeout
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: a request log line per poll would drown the daemon's own log."""
 
     return Handler

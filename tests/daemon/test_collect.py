@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
