@@ -1,4 +1,5 @@
-"""Inboxes as `fab collect` leaves them: real flower JPEGs written as samples by the daemon's own store."""
+"""Samples as the daemon writes them (real flower JPEGs, through its own store), on a test host or in an inbox
+as `fab collect` leaves it."""
 from __future__ import annotations
 
 import hashlib
@@ -11,22 +12,27 @@ LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 
 
 def make_inbox(flowers_dir: Path, inbox: Path, count: int, host: str = "pi-1") -> list[str]:
-    """`count` samples on `host`; sample i's top label is the photo's own label, with top score 0.3 + 0.06 i,
-    so the most uncertain come first in the order written. Returns their keys (host/NAME) in that order."""
+    """`count` samples from `host` in an inbox; sample i's top label is the photo's own label, with top score
+    0.3 + 0.06 i, so the most uncertain come first in the order written. Returns their keys (host/NAME)."""
     inbox.mkdir(parents=True, exist_ok=True)
     (inbox / INBOX_MARKER).touch()
-    store = SampleStore(inbox / host, 10**9)
+    return [f"{host}/{name}" for name in write_samples(flowers_dir, inbox / host, count, host)]
+
+
+def write_samples(flowers_dir: Path, folder: Path, count: int, host: str = "pi-1") -> list[str]:
+    """`count` samples written into `folder` (made if need be); returns their names, oldest first."""
+    store = SampleStore(folder, 10**12)
     store.open()
     start = datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc)
-    keys = []
+    names = []
     for i in range(count):
         label = LABELS[i % len(LABELS)]
-        photo = sorted((flowers_dir / label).glob("*.jpg"))[30 + i // len(LABELS)]
+        photo = sorted((flowers_dir / label).glob("*.jpg"))[(30 + i // len(LABELS)) % 100]
         jpeg = photo.read_bytes()
-        top = round(0.3 + 0.06 * i, 4)
+        top = round(0.3 + 0.06 * (i % 10), 4)
         rest = round((1 - top) / (len(LABELS) - 1), 4)
         scores = {name: (top if name == label else rest) for name in LABELS}
-        when = start + timedelta(seconds=i)
+        when = start + timedelta(milliseconds=250 * i)
         name = sample_name(when, i + 1)
         store.write(name, jpeg, {
             "format": 1, "time": utc_text(when), "host": host, "source": "picamera2:0", "frame": i,
@@ -35,5 +41,5 @@ def make_inbox(flowers_dir: Path, inbox: Path, count: int, host: str = "pi-1") -
             "image": {"file": name + ".jpg", "width": 0, "height": 0, "bytes": len(jpeg),
                       "sha256": hashlib.sha256(jpeg).hexdigest()},
         })
-        keys.append(f"{host}/{name}")
-    return keys
+        names.append(name)
+    return names
