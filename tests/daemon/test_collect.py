@@ -172,6 +172,7 @@ def test_collect_settings_default_folder_and_bad_values(tmp_path):
 def test_collect_options_in_a_config_file(tmp_path):
     from tests.daemon.test_config import parse
 
+    (tmp_path / "data").mkdir()
     config = tmp_path / "device.toml"
     config.write_text('model = "m.tflite"\ndata_dir = "data"\ncollect = true\ncollect-uncertain = "0.2:0.5"\n'
                       'collect_labels = ["roses", "tulips"]\ncollect_on_change = true\ncollect_max_per_hour = 30\n'

@@ -31,6 +31,7 @@ def stats(daemon) -> dict:
 def test_collects_samples_within_caps_and_budget_and_reports_them(run_daemon, reference_model, flower_folder,
                                                                    tmp_path):
     samples = tmp_path / "data" / "samples"
+    (tmp_path / "data").mkdir()
     daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{flower_folder}", "--source-fps", "30",
                         "--threads", "1", "--http", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
                         "--collect", "--collect-on-change", "--collect-random", "0.5",
