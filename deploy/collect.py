@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 from deploy.errors import DeployError
+from deploy.host.layout import Layout
 from deploy.inventory import Host
 from deploy.ssh import Remote, quote
 from device.digest import sha256_file
-from device.samples import IMAGE, INBOX_MARKER, SIDECAR
+from device.samples import IMAGE, INBOX_MARKER, SAMPLES_FOLDER, SIDECAR
 
 HOST_SCRIPT = Path(__file__).parent / "host" / "samples.py"
 SCRIPT = HOST_SCRIPT.read_text()
@@ -40,13 +41,14 @@ class CollectOptions:
 def samples_folder(host: Host) -> str:
     """Where the host's daemon keeps samples: its `--collect DIR` if the inventory gives one, else the data
     directory's samples/ (docs/architecture.md: <root>/data/samples)."""
+    default = f"{Layout(host.root).data}/{SAMPLES_FOLDER}"
     args = list(host.daemon.args)
     for index, arg in enumerate(args):
         if arg.startswith("--collect="):
-            return arg.partition("=")[2] or f"{host.root}/data/samples"
+            return arg.partition("=")[2] or default
         if arg == "--collect" and index + 1 < len(args) and not args[index + 1].startswith("-"):
             return args[index + 1]
-    return f"{host.root}/data/samples"
+    return default
 
 
 def prepare_inbox(inbox: Path) -> None:

@@ -20,6 +20,7 @@ from device.atomic import atomic_write
 
 IMAGE, SIDECAR = ".jpg", ".json"
 FORMAT_VERSION = 1
+SAMPLES_FOLDER = "samples"        # in the daemon's --data-dir (docs/architecture.md)
 INBOX_MARKER = ".bloomkit-inbox"  # `fab collect` marks the workstation folder it fills: INBOX/<host>/NAME.*
 
 

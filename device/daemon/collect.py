@@ -22,7 +22,8 @@ import numpy as np
 
 from device.daemon.sampling import REASONS, Policy, Sampler, policy_from
 from device.errors import UserError
-from device.samples import FORMAT_VERSION, IMAGE, SampleStore, StoreFull, now_utc, sample_name, utc_text
+from device.samples import (FORMAT_VERSION, IMAGE, SAMPLES_FOLDER, SampleStore, StoreFull, now_utc, sample_name,
+                            utc_text)
 
 if TYPE_CHECKING:
     from device.classifier import Classifier
@@ -37,7 +38,6 @@ JPEG_QUALITY = 90
 THUMBNAIL_WIDTH = 160
 RECENT = 6              # kept samples the live page shows
 RETRY_S = 30.0          # a paused collection tries again after this long
-SAMPLES_FOLDER = "samples"
 
 
 class CollectError(UserError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -105,3 +106,39 @@ def test_an_interrupted_collect_resumes_copying_only_what_is_missing(lab, host, 
     assert complete_names(inbox / "pi-1") == names
     assert all(sha256_file(inbox / "pi-1" / f"{name}.jpg") == digest for name, digest in before.items())
     assert not [p for p in (inbox / "pi-1").iterdir() if p.name.startswith(".")], "no half files left"
+
+
+def test_fab_collect_brings_every_hosts_samples_and_reports_an_unreachable_host(lab, flowers_dir, builder, tmp_path):
+    from tests.conftest import free_port
+    from tests.deploy.sshlab import run_fab
+
+    first, second = (lab.host(name, lab.start_server(name)) for name in ("pi-1", "pi-2"))
+    gone = lab.host("pi-3", port=free_port())
+    names = {first.name: write_samples(flowers_dir, Path(samples_folder(first)), 5, first.name),
+             second.name: write_samples(flowers_dir, Path(samples_folder(second)), 3, second.name)}
+    inventory = str(lab.inventory([first, second, gone]))
+    inbox = tmp_path / "inbox"
+    done = run_fab(builder, "collect", "--inventory", inventory, "--inbox", str(inbox), "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = {entry["host"]: entry for entry in json.loads(done.stdout)}
+    for host in (first, second):
+        assert report[host.name]["status"] == "OK" and report[host.name]["detail"]["copied"] == len(names[host.name])
+        assert complete_names(inbox / host.name) == names[host.name]
+        assert complete_names(Path(samples_folder(host))) == []
+    assert (report["pi-3"]["status"], report["pi-3"]["stage"]) == ("FAILED", "connect")
+    assert "unreachable" in report["pi-3"]["reason"]
+
+    done = run_fab(builder, "collect", "--inventory", str(lab.inventory([first, second])), "--inbox", str(inbox))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 new samples (0.0 MB)" in done.stdout and "2 of 2 hosts ok" in done.stdout
+
+
+def test_fab_collect_into_a_file_is_one_line(lab, builder, tmp_path):
+    from tests.deploy.sshlab import run_fab
+
+    host = lab.host("pi-1", lab.start_server("pi-1"))
+    blocker = tmp_path / "inbox"
+    blocker.write_text("not a folder")
+    done = run_fab(builder, "collect", "--inventory", str(lab.inventory([host])), "--inbox", str(blocker / "x"))
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith("fab: error: --inbox ") and "Not a directory" in done.stderr
