@@ -114,3 +114,22 @@ def test_kill_9_while_writing_leaves_only_whole_samples_and_a_restart_cleans_up(
     assert daemon.terminate() == 0
     assert sorted(os.listdir(samples)) == sorted(n + s for n in whole for s in (IMAGE, SIDECAR))
     assert any(f"removed {len(leftovers)} partial samples" in line for line in daemon.log) == bool(leftovers)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--collect", "s", "--collect-uncertain", "0.9:0.2"],
+     "device: error: --collect-uncertain 0.9:0.2: need 0 <= LO < HI <= 1"),
+    (["--collect", "s", "--collect-budget-mb", "-5"], "device: error: --collect-budget-mb -5: must be positive"),
+    (["--collect"], "device: error: --collect needs a folder: give --collect DIR, or --data-dir DIR"),
+    (["--collect", "s", "--collect-labels", "rosse"],
+     "device: error: --collect-labels rosse: not a label of the model"),
+])
+def test_bad_collect_options_are_one_line_and_a_non_zero_exit(reference_model, flower_folder, tmp_path, options,
+                                                              message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(reference_model), "--source",
+                           f"folder:{flower_folder}", "--http", "off", *options], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
