@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from device.samples import IMAGE, SIDECAR, complete_names, read_sample
+from tests.daemon.test_browser import browser  # noqa: F401  (the real Chromium fixture)
 from tests.daemon.test_daemon import parse_metrics
 
 
@@ -133,3 +134,18 @@ def test_bad_collect_options_are_one_line_and_a_non_zero_exit(reference_model, f
                            f"folder:{flower_folder}", "--http", "off", *options], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
+
+
+def test_the_live_page_shows_the_last_samples_kept(browser, run_daemon, reference_model, flower_folder, tmp_path):  # noqa: F811
+    daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{flower_folder}", "--source-fps", "10",
+                        "--threads", "1", "--http", "127.0.0.1:0", "--collect", str(tmp_path / "samples"),
+                        "--collect-on-change")
+    daemon.healthy()
+    browser.get(daemon.url + "/")
+    daemon.wait_for(lambda: browser.execute_script(
+        "return [...document.querySelectorAll('#sample-list img')].filter(i => i.naturalWidth === 160).length") >= 2,
+        timeout=20, what="sample thumbnails on the page")
+    captions = [item.text for item in browser.find_elements("css selector", "#sample-list li")]
+    assert all(caption.endswith("change") and "%" in caption for caption in captions), captions
+    assert browser.find_element("id", "samples").is_displayed()
+    assert daemon.terminate() == 0
