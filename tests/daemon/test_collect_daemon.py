@@ -64,7 +64,8 @@ def test_collects_samples_within_caps_and_budget_and_reports_them(run_daemon, re
     assert names and sorted(os.listdir(samples)) == sorted(n + s for n in names for s in (IMAGE, SIDECAR))
     for name in names:
         sidecar, _ = read_sample(samples, name)
-        assert sidecar["source"] == f"folder:{flower_folder}" and sidecar["model"]["sha256"] == health["model"]["sha256"]
+        assert sidecar["source"] == f"folder:{flower_folder}"
+        assert sidecar["model"]["sha256"] == health["model"]["sha256"]
         assert set(sidecar["reasons"]) <= {"change", "random"}
 
 
@@ -136,7 +137,8 @@ def test_bad_collect_options_are_one_line_and_a_non_zero_exit(reference_model, f
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
 
 
-def test_the_live_page_shows_the_last_samples_kept(browser, run_daemon, reference_model, flower_folder, tmp_path):  # noqa: F811
+def test_the_live_page_shows_the_last_samples_kept(browser, run_daemon, reference_model,  # noqa: F811
+                                                   flower_folder, tmp_path):
     daemon = run_daemon("--model", str(reference_model), "--source", f"folder:{flower_folder}", "--source-fps", "10",
                         "--threads", "1", "--http", "127.0.0.1:0", "--collect", str(tmp_path / "samples"),
                         "--collect-on-change")
