@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,15 +30,19 @@ from tests.sample_maker import write_samples  # noqa: E402
 
 FLOWERS = REPO.parent / "shared" / "data" / "flowers-mini"
 TARGETS = {"first": 15.0, "nothing_new": 2.0}
+CPU: list[float] = []  # CPU seconds of each fab run (the workstation side; the host's sshd and Python not counted)
 
 
 def fab_collect(inventory: Path, inbox: Path, *extra: str) -> tuple[float, dict]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run([str(Path(sys.executable).parent / "fab"), "collect", "--inventory", str(inventory),
                            "--inbox", str(inbox), "--json", *extra], capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
+    CPU.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
     return seconds, json.loads(done.stdout)[0]["detail"]
 
 
@@ -47,6 +53,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     times: dict[str, list[float]] = {"first": [], "nothing_new": [], "keep_all_here": []}
+    cpu: dict[str, list[float]] = {"first": [], "nothing_new": [], "keep_all_here": []}
     with tempfile.TemporaryDirectory(prefix="bloomkit-collect-speed-") as scratch:
         base = Path(scratch)
         lab = make_lab(base / "lab", keygen(base / "id_ed25519"), FLOWERS)
@@ -60,28 +67,34 @@ def main() -> None:
                 seconds, detail = fab_collect(inventory, inbox)
                 assert detail["copied"] == args.samples and detail["deleted"] == args.samples, detail
                 times["first"].append(seconds)
+                cpu["first"].append(CPU[-1])
                 seconds, detail = fab_collect(inventory, inbox)
                 assert detail["listed"] == 0, detail
                 times["nothing_new"].append(seconds)
+                cpu["nothing_new"].append(CPU[-1])
                 write_samples(FLOWERS, folder, args.samples)
                 shutil.rmtree(inbox)
                 fab_collect(inventory, inbox, "--keep")
                 seconds, detail = fab_collect(inventory, inbox, "--keep")
                 assert detail["already_here"] == args.samples and detail["copied"] == 0, detail
                 times["keep_all_here"].append(seconds)
+                cpu["keep_all_here"].append(CPU[-1])
                 fab_collect(inventory, inbox)  # empty the host for the next round
             size = sum(p.stat().st_size for p in (base / "inbox-0" / "pi-1").iterdir())
         finally:
             lab.close()
     medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
+    cpu_medians = {name: round(statistics.median(values), 2) for name, values in cpu.items()}
     result = {"samples": args.samples, "megabytes": round(size / 1e6, 1), "medians_s": medians,
+              "fab_cpu_s": cpu_medians, "load_average": os.getloadavg()[0],
               "rounds_s": {name: [round(v, 2) for v in values] for name, values in times.items()},
               "ok": all(medians[name] <= limit for name, limit in TARGETS.items())}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"fab collect of {args.samples} samples ({result['megabytes']} MB) from one loopback host, "
-              f"{args.rounds} rounds (medians)")
+              f"{args.rounds} rounds (medians; load average {result['load_average']:.1f}); fab's own CPU: "
+              f"{cpu_medians}")
         print(f"  first run:           {medians['first']:6.2f} s  (target <= {TARGETS['first']:g} s)  "
               f"{result['rounds_s']['first']}")
         print(f"  nothing new:         {medians['nothing_new']:6.2f} s  (target <= {TARGETS['nothing_new']:g} s)  "

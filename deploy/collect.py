@@ -9,6 +9,7 @@ verifies it, and copies only the rest; a sample that does not verify stays on th
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -132,11 +133,7 @@ def _fetch(remote: Remote, host: Host, folder: str, batch: list[str], listing: d
     whole = [name for name in batch if landed.get(name) == [IMAGE, SIDECAR]]
     counts["vanished"] += len(batch) - len(whole) - len(failed)  # evicted by the daemon since the listing
     counts["copied"] += len(whole)
-    directory = os.open(here, os.O_RDONLY)  # the names themselves on disk, before the host forgets the samples
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    _sync_filesystem(here)  # the files and their names on disk, before the host forgets the samples
     return whole
 
 
@@ -166,15 +163,14 @@ def _receive(channel, batch: list[str], listing: dict, here: Path, landed: dict[
 
 
 def _land(source, target: Path, expected: str) -> bool:
-    """Write `source` beside `target`, synced; give it the name only if its sha256 is `expected`."""
+    """Write `source` beside `target`; give it the name only if its sha256 is `expected`. (The batch is
+    synced to disk at once afterwards: a sync per file took 8 ms each, most of a collect's time.)"""
     partial = target.with_name(f".{target.name}{PARTIAL}")
     digest = hashlib.sha256()
     with open(partial, "wb") as out:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
             out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
     try:
         if digest.hexdigest() != expected:
             return False
@@ -184,6 +180,27 @@ def _land(source, target: Path, expected: str) -> bool:
         return sha256_file(target) == expected
     finally:
         _unlink(partial)
+
+
+def _sync_filesystem(folder: Path) -> None:
+    """Everything written on `folder`'s filesystem, on disk: Linux's syncfs(2), one call for a whole batch;
+    elsewhere sync(2)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _syncfs is None or _syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _libc_syncfs():
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _libc_syncfs()
 
 
 def _unlink(path: Path) -> None:
