@@ -81,7 +81,7 @@ def _preprocessing_code() -> bytes:
 
 
 class FeatureCache:
-    """The SQLite file: `features(extractor, photo, dim, data)` and the hash memo `photos(path, size, mtime, sha256)`."""
+    """The SQLite file: `features(extractor, photo, data)` and the hash memo `photos(path, size, mtime, sha256)`."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_root() / DATABASE
@@ -124,7 +124,8 @@ class FeatureCache:
         for chunk in _chunks(sorted(set(photos))):
             marks = ",".join("?" * len(chunk))
             for photo, data in self._db.execute(
-                    f"SELECT photo, data FROM features WHERE extractor = ? AND photo IN ({marks})", [extractor, *chunk]):
+                    f"SELECT photo, data FROM features WHERE extractor = ? AND photo IN ({marks})",
+                    [extractor, *chunk]):
                 yield photo, np.frombuffer(data, dtype=np.float32)
 
     def store(self, extractor: str, rows: Sequence[tuple[str, np.ndarray]]) -> None:

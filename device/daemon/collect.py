@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,19 +68,22 @@ def collect_settings(settings: Settings) -> CollectSettings | None:
         raise CollectError(f"--collect-budget-mb {budget:g}: must be positive")
     policy = policy_from(settings.collect_uncertain, settings.collect_margin, settings.collect_labels,
                          settings.collect_random, settings.collect_on_change,
-                         (settings.collect_max_per_minute, settings.collect_max_per_hour, settings.collect_max_per_day))
+                         (settings.collect_max_per_minute, settings.collect_max_per_hour,
+                          settings.collect_max_per_day))
     return CollectSettings(folder, policy, int(budget * 1e6))
 
 
 @dataclass
 class _Job:
+    """A frame on its way to the worker, with what its sidecar will say."""
+
     frame: Frame
     scores: np.ndarray
     labels: tuple[str, ...]
     model: dict
     number: int
     reasons: list[str]
-    when: object  # datetime
+    when: datetime
 
 
 class Collector:
@@ -168,7 +172,8 @@ class Collector:
 
     def _write(self, job: _Job) -> None:
         image = job.frame.view
-        ok, encoded = cv2.imencode(IMAGE, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        ok, encoded = cv2.imencode(IMAGE, cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             return self._drop("encode_failed")
         jpeg = encoded.tobytes()

@@ -145,7 +145,7 @@ def resolve(args: argparse.Namespace) -> Settings:
     values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
     if "model" not in values:
         raise ConfigError("no model: give --model FILE (or `model` in the config file)")
-    for name in ("allow", "deny", "collect_labels"):  # as `device classify` takes them: repeated, comma-separated, or both
+    for name in ("allow", "deny", "collect_labels"):  # as `device classify` takes them: repeated, comma-separated
         if name in values:
             labels = (label.strip() for text in values[name] for label in text.split(","))
             values[name] = tuple(label for label in labels if label)

@@ -60,7 +60,8 @@ def _labels_and_samples(stats: dict, metric) -> None:
                [(f'{{reason="{reason}"}}', count) for reason, count in sorted(collect[kind].items())])
     metric("bloomkit_samples_bytes", "gauge", "Bytes of samples on disk.", [("", collect["bytes"])])
     metric("bloomkit_samples", "gauge", "Samples on disk.", [("", collect["samples"])])
-    metric("bloomkit_samples_budget_bytes", "gauge", "The samples folder's size limit.", [("", collect["budget_bytes"])])
+    metric("bloomkit_samples_budget_bytes", "gauge", "The samples folder's size limit.",
+           [("", collect["budget_bytes"])])
     paused = collect["reason"]
     metric("bloomkit_collect_paused", "gauge", "1 while collection is paused (a full disk, an unwritable folder).",
            [(f'{{reason="{_escape(paused)}"}}' if paused else "", 1 if paused else 0)])
