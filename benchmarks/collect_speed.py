@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deploy.collect import samples_folder  # noqa: E402
-from tests.deploy.sshlab import keygen, make_lab  # noqa: E402
-from tests.sample_maker import write_samples  # noqa: E402
+from testkit.sshlab import keygen, make_lab  # noqa: E402
+from testkit.sample_maker import write_samples  # noqa: E402
 
 FLOWERS = REPO.parent / "shared" / "data" / "flowers-mini"
 TARGETS = {"first": 15.0, "nothing_new": 2.0}

@@ -75,6 +75,9 @@ def _launcher(host: Host, config_name: str | None) -> str:
     return ("#!/bin/sh\n"
             "# Starts this release's daemon (written by `fab deploy`; run by systemd or service.py).\n"
             'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P)\n'
+            "# The root by its own path, not through this release: the daemon outlives the release it started\n"
+            "# from, which a later deploy may prune (a path through a deleted directory no longer resolves).\n"
+            'root=$(CDPATH= cd -- "$here/../.." && pwd -P)\n'
             'export PYTHONPATH="$here/lib" BLOOMKIT_RELEASE="$here"\n'
             "# Where this release's log begins (fab status quotes the current release's errors, not another's).\n"
             'echo "bloomkit: starting release ${here##*/}" >&2\n'
@@ -82,5 +85,5 @@ def _launcher(host: Host, config_name: str | None) -> str:
             'if [ -n "$STATE_DIRECTORY" ]; then export PYTHONPYCACHEPREFIX="$STATE_DIRECTORY/pycache"; fi\n'
             "# The model through `current`: a model-only deploy switches it and the daemon reloads it, no restart.\n"
             "# The data directory is outside the releases: kept across deploys and rollbacks.\n"
-            f'exec "$here/venv/bin/python" -m device.cli run --model "$here/../../current/{MODEL_NAME}"{config} '
-            f'--data-dir "$here/../../data" {shlex.join(options)}\n')
+            f'exec "$here/venv/bin/python" -m device.cli run --model "$root/current/{MODEL_NAME}"{config} '
+            f'--data-dir "$root/data" {shlex.join(options)}\n')

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from device import imaging
+from device import evaluation, imaging
 from device.classifier import Classifier
 from device.digest import sha256_file
 from trainer.data import DataLoader
@@ -46,19 +46,21 @@ def comparison(old: Classifier, new: Classifier, old_path: Path, new_path: Path,
                before: Predictions, after: Predictions) -> dict:
     """The comparison as a JSON-ready dict (`trainer compare --json`)."""
     truth = [data.index_to_label[index] for index in data.labels]
+    counts = {"old": _confusion(data, before), "new": _confusion(data, after)}
+    scored = {which: evaluation.per_label(counts[which], data.index_to_label) for which in counts}
+    per_label = {label: {"count": scored["old"][label]["support"],
+                         "old_recall": scored["old"][label]["recall"], "new_recall": scored["new"][label]["recall"],
+                         "delta": round(scored["new"][label]["recall"] - scored["old"][label]["recall"], 4),
+                         "old_precision": scored["old"][label]["precision"],
+                         "new_precision": scored["new"][label]["precision"]}
+                 for label in data.index_to_label}
     old_right = np.array([p == t for p, t in zip(before.labels, truth)], dtype=bool)
     new_right = np.array([p == t for p, t in zip(after.labels, truth)], dtype=bool)
-    per_label = {}
-    for label in data.index_to_label:
-        mine = np.array([t == label for t in truth])
-        old_recall, new_recall = _share(old_right[mine]), _share(new_right[mine])
-        per_label[label] = {"count": int(mine.sum()), "old_recall": old_recall, "new_recall": new_recall,
-                            "delta": round(new_recall - old_recall, 4)}
     disagree = [row for row in range(data.size) if before.labels[row] != after.labels[row]]
     return {
         "count": data.size,
-        "old": _model(old, old_path, old_right, before),
-        "new": _model(new, new_path, new_right, after),
+        "old": _model(old, old_path, evaluation.accuracy(counts["old"]), before),
+        "new": _model(new, new_path, evaluation.accuracy(counts["new"]), after),
         "agreement": _share(np.array(before.labels) == np.array(after.labels)),
         "fixed": int((~old_right & new_right).sum()),
         "broken": int((old_right & ~new_right).sum()),
@@ -70,10 +72,18 @@ def comparison(old: Classifier, new: Classifier, old_path: Path, new_path: Path,
     }
 
 
-def _model(classifier: Classifier, path: Path, right: np.ndarray, found: Predictions) -> dict:
+def _confusion(data: DataLoader, found: Predictions) -> np.ndarray:
+    """counts[folder label, predicted label], with one more column for answers that are no folder label."""
+    other = data.num_classes
+    predicted = [data.index_to_label.index(label) if label in data.index_to_label else other
+                 for label in found.labels]
+    return evaluation.confusion_matrix(data.labels, predicted, other + 1)[:other]
+
+
+def _model(classifier: Classifier, path: Path, accuracy: float, found: Predictions) -> dict:
     info = classifier.info
     return {"path": os.fspath(path), "name": info.name, "version": info.version, "sha256": sha256_file(path),
-            "accuracy": _share(right), "missing_labels": found.missing}
+            "accuracy": accuracy, "missing_labels": found.missing}
 
 
 def _share(flags: np.ndarray) -> float:

@@ -110,6 +110,12 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
         server_version = "bloomkit"
         timeout = 10  # seconds a client may stall a read or a write before its thread gives up
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):  # the client went away mid-answer: counted, not logged
+                server.daemon.counters.http_disconnects.add()
+
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]
             if path == "/":
@@ -134,6 +140,8 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
 
+        do_HEAD = do_GET  # monitoring tools probe with HEAD: the same status and headers, no body (see _send)
+
         def _sample_thumbnail(self, name: str) -> None:
             """A thumbnail of one of the last samples kept (from memory: the live page shows them)."""
             collector = server.daemon.collector
@@ -148,6 +156,8 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             sent = -1
             try:
                 while not server.closing.is_set():

@@ -13,7 +13,7 @@ from deploy.errors import DeployError
 from deploy.ssh import Remote, connect
 from device.digest import sha256_file
 from device.samples import complete_names, read_sample
-from tests.sample_maker import write_samples
+from testkit.sample_maker import write_samples
 
 
 @pytest.fixture
@@ -109,8 +109,8 @@ def test_an_interrupted_collect_resumes_copying_only_what_is_missing(lab, host, 
 
 
 def test_fab_collect_brings_every_hosts_samples_and_reports_an_unreachable_host(lab, flowers_dir, builder, tmp_path):
-    from tests.conftest import free_port
-    from tests.deploy.sshlab import run_fab
+    from testkit.processes import free_port
+    from testkit.sshlab import run_fab
 
     first, second = (lab.host(name, lab.start_server(name)) for name in ("pi-1", "pi-2"))
     gone = lab.host("pi-3", port=free_port())
@@ -134,7 +134,7 @@ def test_fab_collect_brings_every_hosts_samples_and_reports_an_unreachable_host(
 
 
 def test_fab_collect_into_a_file_is_one_line(lab, builder, tmp_path):
-    from tests.deploy.sshlab import run_fab
+    from testkit.sshlab import run_fab
 
     host = lab.host("pi-1", lab.start_server("pi-1"))
     blocker = tmp_path / "inbox"

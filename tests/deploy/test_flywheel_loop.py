@@ -20,7 +20,7 @@ from device.digest import sha256_file
 from device.samples import complete_names
 from tests.conftest import REPO
 from tests.daemon.test_browser import browser  # noqa: F401  (the real Chromium fixture)
-from tests.deploy.sshlab import run_fab
+from testkit.sshlab import run_fab
 from tests.deploy.test_deploy_e2e import healthz
 from tests.trainer.test_feature_cache import unique_photos
 from tests.trainer.test_review import ReviewProcess

@@ -17,7 +17,7 @@ import pytest
 from device.digest import sha256_file
 from tests.conftest import REPO, copy_photos, require
 from tests.daemon.test_browser import browser  # noqa: F401  (the real Chromium fixture)
-from tests.sample_maker import LABELS, make_inbox
+from testkit.sample_maker import LABELS, make_inbox
 from trainer.inbox import Dataset, Inbox, accept, discard, undo_last
 
 
