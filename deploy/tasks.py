@@ -262,6 +262,6 @@ def collect(c, inbox="inbox", inventory=None, group=None, parallel="4", keep=Fal
     options = CollectOptions(Path(inbox), keep)
     prepare_inbox(options.inbox)
     results = run_on_hosts(hosts, collect_work(options, progress(json_)), parallel=number("--parallel", parallel),
-                           **ssh_options(c, accept_new_host_keys))
+                           facts=False, **ssh_options(c, accept_new_host_keys))
     finish(results, json_)
 
