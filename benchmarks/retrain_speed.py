@@ -134,8 +134,8 @@ def main() -> None:
     else:
         print(f"{total} photos, {args.epochs} epochs; retrain after adding {rows[0]['added']} (10%) against cold")
         for r in rows:
-            print(f"  cold {r['cold_s']} s ({r['cold_cpu_s']} s CPU), retrain {r['retrain_s']} s ({r['retrain_cpu_s']} s "
-                  f"CPU): wall {r['wall_ratio']:.3f}, CPU {r['cpu_ratio']:.3f}; features computed "
+            print(f"  cold {r['cold_s']} s ({r['cold_cpu_s']} s CPU), retrain {r['retrain_s']} s "
+                  f"({r['retrain_cpu_s']} s CPU): wall {r['wall_ratio']:.3f}, CPU {r['cpu_ratio']:.3f}; features computed "
                   f"{r['features_computed']}, cached {r['features_cached']}")
         print(f"median: wall {summary['wall_ratio']:.3f}, CPU {summary['cpu_ratio']:.3f} (target <= {TARGET}); "
               f"only the new photos computed: {summary['only_new_computed']}")
