@@ -160,7 +160,7 @@ def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
     missing = [index for index, photo in enumerate(photos) if photo not in found]
     pending: list[tuple[str, np.ndarray]] = []
     done: set[str] = set()
-    for index, row in zip(missing, compute(missing)):
+    for index, row in zip(missing, compute(missing) if missing else ()):
         rows = _put(rows, [index], row, len(paths))
         if photos[index] not in done:  # the same photo twice in the data: computed once is enough to keep
             done.add(photos[index])

@@ -118,3 +118,26 @@ def test_trainer_train_json_counts_the_features_computed_and_cached(flowers_dir,
     add_unique(flowers_dir, folder, ("daisy", "tulips"), 20, 22)
     second = train()
     assert (second["features_computed"], second["features_cached"]) == (4, 40)
+
+
+def test_memory_stays_bounded_by_the_photos_asked_for_not_the_cache(tmp_path):
+    import tracemalloc
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = []
+    for number in range(1000):
+        (folder / str(number)).write_bytes(number.to_bytes(4, "little"))
+        paths.append(str(folder / str(number)))
+    cache = FeatureCache(tmp_path / "features.sqlite")
+    photos = cache.photo_hashes(paths)
+    rows = np.random.default_rng(0).random((1000, 512), dtype=np.float32)
+    cache.store("ours", list(zip(photos, rows)))
+    for start in range(0, 10000, 1000):  # ten times as many features of another extractor beside them
+        cache.store("another", [(f"other-{start + i}", row) for i, row in enumerate(rows)])
+    tracemalloc.start()
+    found = cached_features(cache, "ours", paths, lambda indexes: pytest.fail("all are cached"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(found, rows)
+    assert peak < 2 * found.nbytes + (4 << 20), f"peak {peak >> 20} MB for a {found.nbytes >> 20} MB answer"
