@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from deploy.collect import samples_folder
 from deploy.jobs.deploy import deploy_fleet
+from device.cache import cache_root
 from device.digest import sha256_file
 from device.samples import complete_names
 from tests.conftest import REPO
@@ -29,10 +31,10 @@ from trainer.inbox import Inbox
 pytestmark = pytest.mark.slow
 
 
-def train(data: Path, export: Path) -> dict:
+def train(data: Path, export: Path, cache: Path) -> dict:
     done = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "--data", str(data), "--epochs", "1",
                            "--export-dir", str(export), "--json"], capture_output=True, text=True, cwd=REPO,
-                          timeout=900)
+                          timeout=900, env={**os.environ, "BLOOMKIT_CACHE": str(cache)})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -43,7 +45,10 @@ def test_device_to_workstation_to_a_better_model_and_back(lab, flowers_dir, buil
     from selenium.webdriver.support.ui import WebDriverWait
 
     dataset = unique_photos(flowers_dir, tmp_path / "dataset", 8)
-    weak = train(dataset, tmp_path / "weak")                      # one epoch on 40 photos: unsure of much
+    cache = tmp_path / "cache"  # a feature cache of its own (converted backbones shared): the counts are this test's
+    cache.mkdir()
+    (cache / "backbones").symlink_to(cache_root() / "backbones", target_is_directory=True)
+    weak = train(dataset, tmp_path / "weak", cache)               # one epoch on 40 photos: unsure of much
     camera = tmp_path / "camera"
     camera.mkdir()
     for label in ("daisy", "roses", "tulips"):
@@ -85,7 +90,7 @@ def test_device_to_workstation_to_a_better_model_and_back(lab, flowers_dir, buil
     added = sum(1 for entry in entries if entry.get("copied"))
     assert added >= 1
 
-    better = train(dataset, tmp_path / "better")
+    better = train(dataset, tmp_path / "better", cache)
     assert (better["features_cached"], better["features_computed"]) == (40, added), "only the new photos"
     [result] = deploy_fleet([host], Path(better["model_path"]), builder=builder, quiet=True)
     assert result.status == "OK", result
