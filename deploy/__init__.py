@@ -3,4 +3,4 @@ from invoke import Collection
 
 from deploy import tasks
 
-ns = Collection(tasks.deploy, tasks.rollback, tasks.status, tasks.logs)
+ns = Collection(tasks.deploy, tasks.rollback, tasks.status, tasks.logs, tasks.collect)

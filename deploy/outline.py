@@ -48,11 +48,12 @@ Recover = Callable[[HostSteps, HostResult, Stages], None]
 
 
 def host_job(work: Work, *, open_remote: Callable[[Host], Remote], interrupt: Interrupt, lock: bool = False,
-             recover: Recover | None = None) -> Callable[[Host], HostResult]:
+             recover: Recover | None = None, facts: bool = True) -> Callable[[Host], HostResult]:
     """One host's job for `run_fleet`: the outline around `work`, which sets the result's status (and new
     release, reason, detail) as it goes and raises on failure. `recover` runs after a failure, once the
-    failed connection is closed (e.g. a deploy's switch back). Never raises: every failure becomes the
-    result's stage and one-line reason."""
+    failed connection is closed (e.g. a deploy's switch back). `facts=False`: a job that needs no facts
+    (fab collect) spares the round trip. Never raises: every failure becomes the result's stage and
+    one-line reason."""
     def job(host: Host) -> HostResult:
         result = HostResult(host.name)
         started = time.monotonic()
@@ -63,8 +64,8 @@ def host_job(work: Work, *, open_remote: Callable[[Host], Remote], interrupt: In
             stages.enter("preflight")
             if lock:
                 steps.lock()
-            facts = steps.read_facts()
-            result.old = result.new = facts.current
+            if facts:
+                result.old = result.new = steps.read_facts().current
             work(steps, result, stages)
         except Exception as error:  # noqa: BLE001 - the report carries one line per host, never a traceback
             result.status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
@@ -84,12 +85,12 @@ def host_job(work: Work, *, open_remote: Callable[[Host], Remote], interrupt: In
     return job
 
 
-def run_on_hosts(hosts: list[Host], work: Work, *, lock: bool = False, parallel: int = 4,
+def run_on_hosts(hosts: list[Host], work: Work, *, lock: bool = False, parallel: int = 4, facts: bool = True,
                  accept_new_host_keys: bool = False, config: Config | None = None) -> list[HostResult]:
     """`work` on each host (a job other than a deploy): every host is tried, whatever the others did."""
     interrupt = Interrupt()
     opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=config)
-    job = host_job(work, open_remote=opener, interrupt=interrupt, lock=lock)
+    job = host_job(work, open_remote=opener, interrupt=interrupt, lock=lock, facts=facts)
     return run_fleet(hosts, job, parallel=parallel, max_failures=1.0, interrupt=interrupt)
 
 

@@ -1,4 +1,4 @@
-"""`fab deploy | rollback | status | logs`: options in, hosts from -H or the inventory, a report out."""
+"""`fab deploy | rollback | status | logs | collect`: options in, hosts from -H or the inventory, a report out."""
 from __future__ import annotations
 
 import contextlib
@@ -238,3 +238,30 @@ def logs(c, inventory=None, group=None, lines="50", accept_new_host_keys=False):
         print(f"{r.host}: {r.reason}", file=sys.stderr)
     if failed:
         raise Exit(code=1)
+
+
+COLLECT_HELP = {
+    **FLEET_HELP,
+    "inbox": "the folder here that samples go to, one sub-folder per host (default: inbox)",
+    "keep": "leave the samples on the hosts once copied (default: delete each once verified here)",
+}
+
+
+@task(auto_shortflags=False, help=COLLECT_HELP)
+@one_line_errors
+def collect(c, inbox="inbox", inventory=None, group=None, parallel="4", keep=False, json_=False,
+            accept_new_host_keys=False):
+    """Bring the samples the hosts' daemons kept (device run --collect) into INBOX/<host>/, for trainer review."""
+    from deploy.collect import CollectOptions, prepare_inbox
+    from deploy.jobs.collect import collect_work
+    from deploy.outline import progress, run_on_hosts
+
+    hosts = select_hosts(c, inventory, group)
+    if not hosts:
+        return                                          # covered by the call for the first -H host
+    options = CollectOptions(Path(inbox), keep)
+    prepare_inbox(options.inbox)
+    results = run_on_hosts(hosts, collect_work(options, progress(json_)), parallel=number("--parallel", parallel),
+                           facts=False, **ssh_options(c, accept_new_host_keys))
+    finish(results, json_)
+

@@ -18,10 +18,11 @@ from typing import IO
 class DaemonProcess:
     """`device run ARGS` in a subprocess, with its HTTP address read from its log."""
 
-    def __init__(self, *args: str, cwd: Path | None = None, stdout: int | IO = subprocess.DEVNULL) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None, stdout: int | IO = subprocess.DEVNULL,
+                 preexec_fn=None) -> None:
         command = [sys.executable, "-m", "device.cli", "run", *args]
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE,
-                                        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
         self.log: list[str] = []
         self.url: str | None = None
         self._reader = threading.Thread(target=self._read_log, daemon=True)

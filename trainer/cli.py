@@ -9,7 +9,7 @@ from typing import Sequence
 
 from device.subcommands import run_cli
 
-COMMANDS = ("train", "export", "evaluate", "metadata")
+COMMANDS = ("train", "export", "evaluate", "compare", "review", "metadata")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

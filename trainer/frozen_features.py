@@ -8,10 +8,11 @@ the classifier is handed the returned `FeaturesAhead` and collects them from it.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import threading
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from device import imaging
 from device import runtime
 from device.runtime import load_interpreter
+from trainer import feature_cache
 from trainer.data import DataLoader
 from trainer.model_spec import ModelSpec
 
@@ -90,7 +92,7 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> FeaturesAhead | No
     def work() -> None:
         for data, future in pending:
             try:
-                future.set_result(compute(interpreter, spec, data))
+                future.set_result(compute(model, interpreter, spec, data))
             except BaseException as error:  # handed to whoever collects the features
                 future.set_exception(error)
 
@@ -106,17 +108,20 @@ def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = No
     if collected is not None:
         return collected
     model = extractor_tflite(spec)
-    return None if model is None else compute(load_interpreter(model), spec, data)
+    return None if model is None else compute(model, load_interpreter(model), spec, data)
 
 
-def compute(interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
-    """A float feature extractor's `interpreter` over every photo of `data`, preprocessed as the spec says."""
-    source, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]
-    rows = np.empty((data.size, *output["shape"][1:]), dtype=output["dtype"])  # filled in place: one copy in memory
-    images = data.images(spec.input_size)
-    for row, image in enumerate(tqdm(images, total=data.size, desc="Extracting features", unit="img",
-                                     disable=None, leave=False)):
+def compute(model: bytes, interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
+    """The features of every photo of `data`: those of earlier runs from the feature cache, the others by
+    the `interpreter` of `model`, a float feature extractor."""
+    return feature_cache.features_for(model, spec, data, functools.partial(_rows, interpreter, spec))
+
+
+def _rows(interpreter: Any, spec: ModelSpec, data: DataLoader) -> Iterator[np.ndarray]:
+    """The `interpreter` over every photo of `data`, preprocessed as the spec says."""
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    for image in tqdm(data.images(spec.input_size), total=data.size, desc="Extracting features", unit="img",
+                      disable=None, leave=False):
         interpreter.set_tensor(source, imaging.normalize(image, spec.mean, spec.std)[None])
         interpreter.invoke()
-        rows[row] = interpreter.get_tensor(output["index"])[0]
-    return rows
+        yield interpreter.get_tensor(target)[0].copy()

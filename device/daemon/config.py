@@ -14,6 +14,7 @@ from typing import Any
 
 from device.daemon import event_config
 from device.daemon.event_config import EventSettings
+from device.daemon import sampling
 from device.errors import UserError, one_line
 from device.hostport import HostPortError, parse_host_port
 from device.metadata import labels as labels_txt
@@ -53,6 +54,16 @@ class Settings:
     max_frame_gap: float = 30.0
     data_dir: Path | None = None  # where features keep files on the device (docs/architecture.md); None: none
     events: EventSettings = field(default_factory=EventSettings)  # MQTT, Home Assistant, webhook, regions
+    collect: str | None = None  # a folder for samples; "": samples/ in data_dir (device/daemon/collect.py)
+    collect_uncertain: str | None = None
+    collect_margin: float | None = None
+    collect_labels: tuple[str, ...] | None = None
+    collect_random: float | None = None
+    collect_on_change: bool = False
+    collect_max_per_minute: int | None = None
+    collect_max_per_hour: int | None = None
+    collect_max_per_day: int | None = None
+    collect_budget_mb: float = 200.0
 
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
@@ -67,6 +78,9 @@ class Settings:
             http_address(self.http)
         if self.data_dir is not None:
             check_data_dir(self.data_dir)
+        from device.daemon.collect import collect_settings  # checks the --collect options
+
+        collect_settings(self)
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -121,6 +135,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="a directory of the daemon's own files, kept across deploys (fab deploy: <root>/data)")
     event_config.add_options(parser)
+    sampling.add_options(parser)
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
@@ -131,7 +146,7 @@ def resolve(args: argparse.Namespace) -> Settings:
     values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
     if "model" not in values:
         raise ConfigError("no model: give --model FILE (or `model` in the config file)")
-    for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated, or both
+    for name in ("allow", "deny", "collect_labels"):  # as `device classify` takes them: repeated, comma-separated
         if name in values:
             values[name] = labels_txt.from_options(values[name])
     return Settings(**values, events=EventSettings.from_options(merged))
@@ -172,6 +187,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise ConfigError(f"config {path}: {key} must be true or false")
             argv += [flag] if value is known[name].const else []  # `ha_discovery = false` means --no-ha-discovery
+        elif known[name].nargs == "?" and isinstance(value, bool):  # `collect = true`: on, in its default place
+            argv += [flag] if value else []
         elif isinstance(value, list):
             argv += [f"{flag}={item}" for item in value]
         else:
@@ -191,6 +208,8 @@ def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
             options[name] = folder / options[name]  # an absolute path stays as it is
     if options.get("jsonl", "-") != "-":
         options["jsonl"] = str(folder / options["jsonl"])
+    if options.get("collect"):
+        options["collect"] = str(folder / options["collect"])
     source = options.get("source")
     if source is not None:
         if source.startswith("folder:"):

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 
 from device.daemon.capture import Capture, LatestFrame
+from device.daemon.collect import collector_for
+from device.daemon.label_stats import LabelWindow
 from device.daemon.config import Settings
 from device.daemon.models import ModelWatcher
 from device.daemon.outputs import ChangeEvents, JsonLines, result_record, top_record
@@ -57,6 +59,8 @@ class Daemon:
         self._last_latency = 0.0
         self._stopping = threading.Event()
         self.fresh_for_s = min(max(FRESH_FOR_S, 3.0 * source.interval), settings.max_frame_gap)
+        self.label_window = LabelWindow()
+        self.collector = collector_for(settings, source.name, models.classifier.labels)
 
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (safe from a signal handler or another thread)."""
@@ -81,6 +85,8 @@ class Daemon:
         """Stop capturing (so the source can be released) and flush the outputs."""
         self._stopping.set()
         self.capture.stop(timeout=1.0)
+        if self.collector:
+            self.collector.close()
         if self._jsonl:
             self._jsonl.close()
 
@@ -98,6 +104,9 @@ class Daemon:
         counters.inferences += 1
         counters.latency.observe(latency)
         counters.rate.tick()
+        self.label_window.observe(classifier.labels, scores)
+        if self.collector:
+            self.collector.offer(frame, scores, classifier, counters.inferences)
         record = result_record(counters.inferences, categories, counters.rate.per_second(), latency,
                                time.monotonic() - frame.captured, classifier.info.name)
         if self.regions[0] is not None:
@@ -124,6 +133,11 @@ class Daemon:
 
     def latest(self) -> dict | None:
         return self._latest
+
+    def stats(self) -> dict:
+        """/api/stats: per label over the rolling window, and the sample collection's counts."""
+        return {"window_s": self.label_window.window_s, "labels": self.label_window.snapshot(),
+                "collect": self.collector.stats() if self.collector else None}
 
     def frame_age(self) -> float | None:
         last = self.frames.last_received
@@ -160,6 +174,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "warnings": [self._jsonl.problem] if self._jsonl and self._jsonl.problem else [],  # ok, but losing data
             **(self.reporter.status() if self.reporter else {}),
+            **({"collect": self.collector.status()} if self.collector else {}),
         }
 
     @property

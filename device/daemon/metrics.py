@@ -53,6 +53,7 @@ def render(daemon: Daemon) -> str:
     model = health["model"]
     info = ",".join(f'{key}="{_escape(str(model[key]))}"' for key in ("name", "version", "sha256", "path"))
     metric("bloomkit_model_info", "gauge", "The model in use.", [(f"{{{info}}}", 1)])
+    _labels_and_samples(daemon.stats(), metric)
     return "\n".join(lines) + "\n"
 
 
@@ -70,6 +71,31 @@ def summary(daemon: Daemon) -> dict:
         "status": health["status"],
         "model": {key: health["model"][key] for key in ("name", "version", "sha256")},
     }
+
+
+def _labels_and_samples(stats: dict, metric) -> None:
+    """Drift (per label over the rolling window) and sample collection (kept, dropped, evicted, disk)."""
+    window = f"{stats['window_s'] / 60:g} minutes"
+    labels = stats["labels"]
+    metric("bloomkit_label_frames", "gauge", f"Frames each label topped in the last {window}.",
+           [(f'{{label="{_escape(label)}"}}', entry["count"]) for label, entry in labels.items()])
+    metric("bloomkit_label_mean_top_score", "gauge", f"Mean top score of each label's frames in the last {window}.",
+           [(f'{{label="{_escape(label)}"}}', entry["mean_top_score"]) for label, entry in labels.items()])
+    collect = stats["collect"]
+    if collect is None:
+        return
+    for kind, help_text in (("kept", "Samples written, by the first reason they were kept for."),
+                            ("dropped", "Samples the policy picked but not written, by reason."),
+                            ("evicted", "Samples deleted to stay within the budget.")):
+        metric(f"bloomkit_samples_{kind}_total", "counter", help_text,
+               [(f'{{reason="{reason}"}}', count) for reason, count in sorted(collect[kind].items())])
+    metric("bloomkit_samples_bytes", "gauge", "Bytes of samples on disk.", [("", collect["bytes"])])
+    metric("bloomkit_samples", "gauge", "Samples on disk.", [("", collect["samples"])])
+    metric("bloomkit_samples_budget_bytes", "gauge", "The samples folder's size limit.",
+           [("", collect["budget_bytes"])])
+    paused = collect["reason"]
+    metric("bloomkit_collect_paused", "gauge", "1 while collection is paused (a full disk, an unwritable folder).",
+           [(f'{{reason="{_escape(paused)}"}}' if paused else "", 1 if paused else 0)])
 
 
 def _number(value: float) -> str:

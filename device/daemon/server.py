@@ -4,7 +4,6 @@ The server only reads what the daemon publishes, so a slow or stuck browser neve
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -19,6 +18,7 @@ from device.daemon import metrics
 from device.daemon.capture import LatestFrame
 from device.daemon.loop import Daemon
 from device.errors import UserError
+from device.http_replies import QuietHandler
 
 BOUNDARY = "bloomkitframe"
 RELEASE_ENV = "BLOOMKIT_RELEASE"
@@ -106,7 +106,7 @@ def _process() -> dict:
 def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
     page = resources.files("device.daemon").joinpath("live.html").read_bytes()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         server_version = "bloomkit"
         timeout = 10  # seconds a client may stall a read or a write before its thread gives up
 
@@ -129,6 +129,10 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/healthz":
                 health = {**server.daemon.health(), **_process()}
                 self._send_json(HTTPStatus.OK if health["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE, health)
+            elif path == "/api/stats":
+                self._send_json(HTTPStatus.OK, server.daemon.stats())
+            elif path.startswith("/api/samples/") and path.endswith(".jpg"):
+                self._sample_thumbnail(path[len("/api/samples/"):-len(".jpg")])
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.render(server.daemon).encode(), metrics.CONTENT_TYPE)
             elif path == "/stream.mjpg":
@@ -155,17 +159,14 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
-        def _send_json(self, status: HTTPStatus, body: dict) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json")
-
-        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+        def _sample_thumbnail(self, name: str) -> None:
+            """A thumbnail of one of the last samples kept (from memory: the live page shows them)."""
+            collector = server.daemon.collector
+            jpeg = collector.thumbnail(name) if collector else None
+            if jpeg is None:
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no recent sample {name}"})
+            else:
+                self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
         def _stream(self) -> None:
             self.send_response(HTTPStatus.OK)
@@ -186,8 +187,5 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                     server.closing.wait(server.view.interval)
             except OSError:
                 return  # the viewer went away, or stalled past the timeout
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: a request log line per poll would drown the daemon's own log."""
 
     return Handler

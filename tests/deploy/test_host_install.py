@@ -17,7 +17,7 @@ from deploy.build import Target
 from deploy.host.layout import Layout
 from deploy.inventory import DaemonOptions, Host
 from deploy.releases import new_version, stage
-from tests.conftest import free_port
+from testkit.processes import free_port
 from testkit.sshlab import stop_daemon
 
 pytestmark = pytest.mark.slow

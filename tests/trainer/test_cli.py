@@ -268,7 +268,7 @@ def test_train_collects_the_features_it_started_before_tensorflow_loaded(tiny_fl
     real_start = frozen_features.start
     monkeypatch.setattr(frozen_features, "start", lambda *args: started.append(real_start(*args)) or started[-1])
     real_compute = frozen_features.compute
-    monkeypatch.setattr(frozen_features, "compute", lambda *args: computed.append(args[2].size) or real_compute(*args))
+    monkeypatch.setattr(frozen_features, "compute", lambda *args: computed.append(args[3].size) or real_compute(*args))
     assert main(["train", "--data", str(tiny_flowers), "--split", "0.75", "--epochs", "1", "--batch-size", "8",
                  "--export-dir", str(tmp_path / "out"), "--quantization", "float32"]) == 0
     assert computed == [30, 10] and len(started[0]) == 0
