@@ -44,7 +44,11 @@ def test_a_deploy_or_rollback_to_a_host_being_deployed_fails_fast_and_touches_no
         assert deploy_lock_held(Path(host.root))                              # the failed attempts did not take it away
     finally:
         holder.remote.close()
-    HostSteps(host, Remote(host.name, connect(host))).lock(wait=5)    # released with the connection
+    steps = HostSteps(host, Remote(host.name, connect(host)))
+    try:
+        steps.lock(wait=5)                                            # released with the connection
+    finally:
+        steps.remote.close()
 
 
 def test_the_lock_is_released_when_the_connection_is_cut(lab):
