@@ -17,6 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from device.cache import cache_root
+from device.digest import sha256_file
 from deploy.errors import DeployError, ModelError
 
 if sys.version_info >= (3, 11):
@@ -82,14 +83,6 @@ def validate_model(path: Path) -> dict:
     info = read_model_info(path)
     return {"name": info.name, "version": info.version, "labels": len(info.labels),
             "input": list(info.input.shape), "sha256": sha256_file(path)}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_sums(directory: Path, names: list[str]) -> dict[str, str]:

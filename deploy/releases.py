@@ -27,6 +27,7 @@ FAILED_MARKER = ".failed"      # in a release that failed its health check: prun
                                # without --to (an explicit, healthy rollback to it clears the mark)
 HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
+DEVICE_ARGS = "data/daemon.args"       # under the root: this device's own `device run` options, one per line
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,14 @@ def _launcher(host: Host, config_name: str | None) -> str:
             "# Under systemd the release is read-only: keep the bytecode Python compiles in the state directory.\n"
             'if [ -n "$STATE_DIRECTORY" ]; then export PYTHONPYCACHEPREFIX="$STATE_DIRECTORY/pycache"; fi\n'
             "# The model through `current`: a model-only deploy switches it and the daemon reloads it, no restart.\n"
+            "# Device-local options last, so they win: the data folder's daemon.args, one per line (a pulled\n"
+            "# release is the same for every device; each keeps its own port and camera there).\n"
+            'set --\n'
+            f'if [ -f "$here/../../{DEVICE_ARGS}" ]; then\n'
+            f'    while IFS= read -r option; do set -- "$@" "$option"; done < "$here/../../{DEVICE_ARGS}"\n'
+            'fi\n'
             f'exec "$here/venv/bin/python" -m device.cli run --model "$here/../../current/{MODEL_NAME}"{config} '
-            f"{shlex.join(options)}\n")
+            f'{shlex.join(options)} "$@"\n')
 
 
 def to_prune(releases: list[str], venv_of: dict[str, str], venvs: list[str], keep: int,
