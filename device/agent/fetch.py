@@ -66,26 +66,32 @@ def get_channel(url: str, etag: str | None, last_modified: str | None, limit: in
 
 def download(url: str, destination: Path, sha256: str, size: int) -> int:
     """Fetch `url` into `destination` (exactly `size` bytes with that sha256), resuming from `destination.part`
-    with Range after a cut; return the bytes received over the network."""
+    with Range after a cut; return the bytes received over the network. What arrived before a cut is kept
+    for the next try, also across polls."""
     partial = destination.with_name(destination.name + ".part")
-    received = 0
-    for _attempt in range(ATTEMPTS):
+    received, got = 0, None
+    for attempt in range(ATTEMPTS):
         have = partial.stat().st_size if partial.exists() else 0
         if have > size:
             partial.unlink()
             have = 0
-        if have < size:
-            try:
-                received += _fetch_range(url, partial, have, size)
-            except StoreDown:
-                if _attempt == ATTEMPTS - 1:
-                    raise
-                continue
-        if partial.stat().st_size == size:
+        if have == size:
             break
-    else:
-        raise DownloadError(f"{destination.name}: truncated, {partial.stat().st_size} of {size} bytes after "
-                            f"{ATTEMPTS} tries")
+        try:
+            got = _fetch_range(url, partial, have, size)
+        except StoreDown:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        received += got
+        if got == 0:
+            break                      # the store has no more: its file is shorter than the manifest says
+    have = partial.stat().st_size if partial.exists() else 0
+    if have != size:
+        if got == 0:
+            partial.unlink(missing_ok=True)
+        raise DownloadError(f"{url.rsplit('/', 1)[-1][:12]}…: truncated, {have} of the {size} bytes the signed "
+                            "manifest says")
     if sha256_file(partial) != sha256:
         partial.unlink()
         raise DownloadError(f"sha256 of {url.rsplit('/', 1)[-1][:12]}… differs from the signed manifest: "
@@ -117,8 +123,7 @@ def _fetch_range(url: str, partial: Path, have: int, size: int) -> int:
                                             "bytes the signed manifest says")
                     file.write(block)
     except urllib.error.HTTPError as error:
-        if error.code == 416:            # asked for past the end: start afresh
-            partial.unlink(missing_ok=True)
+        if error.code == 416:            # asked for past the end of the store's file
             return received
         if error.code == 404:
             raise DownloadError(f"{url} is missing from the store (HTTP 404)") from None
