@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from fabric import task
@@ -73,14 +74,19 @@ def publish(c, model=None, channel="stable", store="store", key=None, rollout=No
             targets = [parse_target(t) for t in (target.split(",") if target else DEFAULT_TARGETS)]
             done = publish_release(opened, sign, model=Path(model), channel=channel, builder=Builder(),
                                    targets=targets, daemon_host=loaded.host("published"),
-                                   percent=100.0 if percent is None else percent, valid_days=days)
+                                   percent=100.0 if percent is None else percent, valid_days=days, say=progress)
         else:
             reports = (lambda: []) if force else (lambda: read_retained(mqtt)) if mqtt else None
             done = change_rollout(opened, sign, channel=channel, percent=percent, halt=halt, max_failures=share,
-                                  reports=reports, valid_days=days)
+                                  reports=reports, valid_days=days, say=progress)
     finally:
         opened.close()
     print(json.dumps(done.__dict__) if json_ else done.summary())
+
+
+def progress(text: str) -> None:
+    """What publishing is doing, on stderr: stdout carries the summary (or --json) only."""
+    print(text, file=sys.stderr, flush=True)
 
 
 @task(auto_shortflags=False, name="fleet-status",
