@@ -2,6 +2,7 @@
 many hosts fail. Also the three jobs: deploy, rollback and status, as Python functions the tasks call."""
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import threading
@@ -15,9 +16,9 @@ from fabric import Config
 from deploy.build import Builder, validate_model
 from deploy.errors import DeployError, InventoryError
 from deploy.inventory import Host
-from deploy.releases import previous_release
+from deploy.releases import AGENT_STATUS, previous_release
 from deploy.report import CANCELLED, FAILED, INTERRUPTED, OK, HostResult
-from deploy.ssh import Remote, connect
+from deploy.ssh import Remote, connect, quote
 from deploy.steps import HostSteps, Interrupt, Options, deploy_host, reason_for
 
 
@@ -207,5 +208,15 @@ def status_work(steps: HostSteps, result: HostResult) -> None:
     model = healthz.get("model") or {}
     result.status, result.stage = OK, None
     result.detail = {"fps": healthz.get("fps"), "model": model.get("name"), "model_version": model.get("version"),
-                     "sha256": model.get("sha256"), "uptime_s": healthz.get("uptime_s")}
+                     "sha256": model.get("sha256"), "uptime_s": healthz.get("uptime_s"), "agent": agent_status(steps)}
+
+
+def agent_status(steps: HostSteps) -> dict | None:
+    """The update agent's status file (docs/ota.md), if the host runs one."""
+    path = f"{steps.layout.root}/{AGENT_STATUS}"
+    text = steps.remote.run(f"cat {quote(path)} 2>/dev/null || true").strip()
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return {"state": "unreadable", "last_error": f"{path} is damaged"}
 

@@ -27,6 +27,7 @@ FAILED_MARKER = ".failed"      # in a release that failed its health check: prun
                                # without --to (an explicit, healthy rollback to it clears the mark)
 HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
+AGENT_STATUS = "data/agent/status.json"   # under the root: the update agent's report (`device agent`)
 DEVICE_ARGS = "data/daemon.args"       # under the root: this device's own `device run` options, one per line
 
 

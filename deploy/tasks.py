@@ -169,6 +169,10 @@ def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_
         if r.detail:
             d = r.detail
             r.reason = f"{d['model']} {d['model_version'] or ''} sha256 {str(d['sha256'])[:12]}, {d['fps']:.1f} fps"
+            if d.get("agent"):
+                a = d["agent"]
+                r.reason += (f"; agent: release {a.get('release') or '-'}, {a.get('state')}"
+                             + (f" ({a['last_error']})" if a.get("last_error") else ""))
     finish(results, False)
 
 

@@ -149,3 +149,13 @@ def test_a_full_disk(fresh, tmp_path, nginx, models, builder, signing_key, trust
         refused(agent, "disk too full: 1 MB free", fresh, models)
     finally:
         subprocess.run(["umount", str(objects)], check=True)
+
+
+def test_fab_status_reads_the_agents_status_file_over_ssh(fresh, trusted):
+    from deploy.fleet import host_job, remote_opener, run_fleet, status_work
+
+    agent_for(fresh, f"http://127.0.0.1:{free_port()}/channels/stable.json", trusted).check()
+    (result,) = run_fleet([fresh], host_job(remote_opener(), status_work))
+    assert result.ok, result
+    agent = result.detail["agent"]
+    assert (agent["device"], agent["state"]) == ("pi1", "store-down") and "unreachable" in agent["last_error"]
