@@ -109,8 +109,10 @@ class Agent:
     def _check(self) -> None:
         c = self.config
         poll = fetch.get_channel(c.channel_url, self.state.etag, self.state.last_modified)
-        if poll.data is None:
-            return                                       # unchanged: one 304, nothing else
+        if poll.data is None:                            # unchanged: one 304, nothing else
+            if self.status.state in ("starting", "installed"):
+                self._set("idle", None)
+            return
         channel = verify(poll.data, c.trusted)
         self.status.offered_release = channel.release
         serial = channel.payload.get("serial", 0)

@@ -59,3 +59,63 @@ def agent_for(host: Host, channel_url: str, trusted: dict, **options) -> Agent:
     config = AgentConfig(channel_url=channel_url, trusted=trusted, root=root, device_id=host.name,
                          daemon_http=host.daemon.http, python=host.python, **options)
     return Agent(config)
+
+
+def read_status(root: Path) -> dict:
+    """A device's agent status file ({} before the first check)."""
+    try:
+        return json.loads((root / "data" / "agent" / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class AgentFleet:
+    """Device roots on this machine, each with its own daemon options (HTTP port, a folder of photos at
+    `fps`), optionally sharing one prebuilt venv (devices flashed from one image), and an agent process per
+    device started with `start(channel_url, …)`; `close()` ends agents and daemons."""
+
+    def __init__(self, base: Path, names: list[str], photos: Path, *, venv: Path | None = None,
+                 fps: float = 1.0) -> None:
+        from tests.conftest import free_port
+
+        self.roots, self.https, self.agents = {}, {}, []
+        for name in names:
+            root = base / name
+            (root / "data").mkdir(parents=True)
+            if venv is not None:
+                (root / "venvs").mkdir()
+                (root / "venvs" / venv.name).symlink_to(venv)
+            self.https[name] = f"127.0.0.1:{free_port()}"
+            args = ("--http", self.https[name], "--source", f"folder:{photos}", "--source-fps", f"{fps:g}")
+            (root / "data" / "daemon.args").write_text("".join(a + "\n" for a in args))
+            self.roots[name] = root
+
+    def start(self, channel_url: str, public_key: Path, *, interval: float, mqtt: str | None = None,
+              names: list[str] | None = None) -> None:
+        import subprocess
+        import sys
+
+        for name in names or list(self.roots):
+            root = self.roots[name]
+            log = open(root / "agent.log", "ab")
+            command = [sys.executable, "-m", "device.cli", "agent", "--channel", channel_url, "--trust",
+                       str(public_key), "--root", str(root), "--device-id", name, "--daemon-http", self.https[name],
+                       "--interval", str(interval), "--python", "/usr/bin/python3", "--health-timeout", "60"]
+            self.agents.append(subprocess.Popen(command + (["--mqtt", mqtt] if mqtt else []), stdout=log, stderr=log))
+
+    def status(self, name: str) -> dict:
+        return read_status(self.roots[name])
+
+    def on(self, release: int, names: list[str]) -> list[str]:
+        """Which of `names` report `release` installed and healthy."""
+        return [n for n in names if self.status(n).get("release") == release and self.status(n).get("health") == "ok"]
+
+    def close(self) -> None:
+        from tests.deploy.sshlab import stop_daemon
+
+        for agent in self.agents:
+            agent.terminate()
+        for agent in self.agents:
+            agent.wait(30)
+        for root in self.roots.values():
+            stop_daemon(root)

@@ -1,0 +1,59 @@
+"""The agent installs with the release's own host-side install path (the one `fab deploy` runs over SSH): a
+pushed device pulls a model-only release (only the new files travel), then a release whose model no runtime
+can load, which is rolled back, reported, and not tried again."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from deploy.build import sha256_file
+from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
+from tests.ota.device_lab import agent_for, publish, serving
+
+pytestmark = pytest.mark.slow
+
+
+def bytes_served(access_log: Path) -> dict[str, int]:
+    """Path → bytes sent, from nginx's combined access log."""
+    sent = {}
+    for line in access_log.read_text().splitlines():
+        request, status_and_size = line.split('"')[1], line.split('"')[2].split()
+        sent[request.split()[1]] = sent.get(request.split()[1], 0) + int(status_and_size[1])
+    return sent
+
+
+def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one(device, tmp_path, nginx, models,
+                                                                                  builder, signing_key, trusted):
+    store = tmp_path / "store"
+    published = publish(store, models.second, builder, signing_key)
+    server = nginx(store)
+    agent = agent_for(device, f"{server.url}/channels/stable.json", trusted)
+    assert agent.check() == "installed", agent.status
+    assert serving(device.daemon.http) == sha256_file(models.second)
+    status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
+    assert (status["release"], status["version"], status["health"]) == (1, published.version, "ok")
+    sent = bytes_served(tmp_path / "nginx-0" / "access.log")
+    fetched = {path.rsplit("/", 1)[-1] for path in sent if path.startswith("/objects/")}
+    channel = json.loads(json.loads((store / "channels" / "stable.json").read_text())["payload"])
+    release_files = channel["targets"][0]["release"]
+    # The wheel is the pushed release's: copied on the device, not downloaded; no wheelhouse (venv reused).
+    assert release_files[next(n for n in release_files if n.endswith(".whl"))]["sha256"] not in fetched
+    assert fetched <= {f["sha256"] for f in release_files.values()}
+    assert release_files["model.tflite"]["sha256"] in fetched
+    assert sum(sent[f"/objects/{d}"] for d in fetched) < models.second.stat().st_size + 100_000
+
+    assert agent.check() == "idle"                       # one 304 and nothing else
+    assert bytes_served(tmp_path / "nginx-0" / "access.log")["/channels/stable.json"] == \
+        sent["/channels/stable.json"]
+
+    publish(store, models.broken, builder, signing_key)
+    assert agent.check() == "rolled-back"
+    assert serving(device.daemon.http) == sha256_file(models.second)
+    status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
+    assert (status["release"], status["failed_release"], status["health"]) == (1, 2, "ok")
+    assert re.search("release 2: .*", status["last_error"])
+    assert agent.check() == "failed"                     # not tried again: waits for a newer release
+    assert serving(device.daemon.http) == sha256_file(models.second)
