@@ -182,20 +182,19 @@ class Agent:
                 self._place(f["sha256"], house / name, local, objects)
         wheel = next(name for name in wanted if name.endswith(".whl"))
         self._set("installing", None)
-        answer = install(root, version, target["venv"], wheel, f"http://{c.daemon_http}/healthz",
-                         c.health_timeout, python=c.python)
+        answer = install(root, version, wheel, f"http://{c.daemon_http}/healthz", c.health_timeout, python=c.python)
         shutil.rmtree(objects, ignore_errors=True)
-        if answer["status"] == "OK":
+        if answer["ok"]:
             self.state.release, self.state.version = channel.release, version
             self.status.release, self.status.failed_release = channel.release, None
             self._set("installed", None)
             log.info("installed release %d (%s)", channel.release, version)
             return
-        reason = answer.get("reason") or answer["status"]
+        reason = f"{answer.get('stage')}: {answer.get('reason')}"
         self.state.failed[str(channel.release)] = reason
         self.status.failed_release = channel.release
-        self._set("rolled-back" if answer["status"] == "ROLLED_BACK" else "failed",
-                  f"release {channel.release}: {reason}")
+        rolled_back = answer.get("new") is not None and answer.get("stage") != "install"
+        self._set("rolled-back" if rolled_back else "failed", f"release {channel.release}: {reason}")
 
     def _local_files(self) -> dict[str, Path]:
         """sha256 → a file of the current release with that content: copied, not downloaded again."""
