@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deploy.build import Builder, Target  # noqa: E402
-from deploy.fleet import deploy_fleet  # noqa: E402
+from deploy.jobs.deploy import deploy_fleet  # noqa: E402
 from tests.deploy.cpubudget import MIN_CORES, unavailable_reason  # noqa: E402
 from tests.deploy.sshlab import keygen, make_lab, snapshot_sources, stop_daemon  # noqa: E402
 

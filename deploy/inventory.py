@@ -9,8 +9,11 @@ from typing import Any, Mapping
 import yaml
 
 from deploy.errors import InventoryError
+from device.errors import UserError
+from device.hostport import parse_host_port, parse_port
 
 SERVICE_MANAGERS = ("auto", "systemd", "pidfile")
+DAEMON_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,19 @@ class DaemonOptions:
     args: tuple[str, ...] = ()       # further `device run` options
 
     @property
+    def address(self) -> tuple[str, int]:
+        return parse_host_port(self.http, DAEMON_PORT)
+
+    @property
     def port(self) -> int:
-        return int(self.http.rpartition(":")[2])
+        return self.address[1]
+
+    @property
+    def healthz_url(self) -> str:
+        """The daemon's /healthz as seen on the host (it listens on localhost unless configured otherwise)."""
+        bind, port = self.address
+        address = "127.0.0.1" if bind in ("0.0.0.0", "::", "*") else f"[{bind}]" if ":" in bind else bind
+        return f"http://{address}:{port}/healthz"
 
 
 @dataclass(frozen=True)
@@ -106,27 +120,93 @@ def load_inventory(path: str | Path) -> Inventory:
 
 
 def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:
+    """One host's settings, every value checked (type, range, files) so that a mistake is one line naming
+    the key, before any host is touched."""
+    where = f"host {name}"
     merged = {**defaults, **settings}
-    merged["daemon"] = {**(defaults.get("daemon") or {}), **(settings.get("daemon") or {})}
-    _check_keys(merged, _HOST_KEYS, f"host {name}")
-    _check_keys(merged["daemon"], _DAEMON_KEYS, f"host {name} daemon")
-    daemon = dict(merged.pop("daemon"))
-    if "config" in daemon:
-        daemon["config"] = _path(daemon["config"], base)
-    if "args" in daemon:
-        daemon["args"] = tuple(str(a) for a in daemon["args"])
-    if "http" in daemon and not str(daemon["http"]).rpartition(":")[2].isdigit():
-        raise InventoryError(f"host {name}: daemon http must be HOST:PORT, not {daemon['http']!r}")
+    daemon_defaults, daemon_settings = defaults.get("daemon") or {}, settings.get("daemon") or {}
+    _expect_mapping(daemon_defaults, "defaults: daemon")
+    _expect_mapping(daemon_settings, f"{where}: daemon")
+    merged["daemon"] = {**daemon_defaults, **daemon_settings}
+    _check_keys(merged, _HOST_KEYS, where)
+    _check_keys(merged["daemon"], _DAEMON_KEYS, f"{where} daemon")
+    daemon = _daemon_options(merged.pop("daemon"), base, f"{where}: daemon")
+    for key in ("hostname", "user", "root", "python", "service", "identity", "known_hosts"):
+        if key in merged:
+            merged[key] = _text(merged[key], f"{where}: {key}")
+    if "hostname" in merged:
+        _check_hostname(merged["hostname"], where)
+    if "user" in merged and any(c in merged["user"] for c in "@: \t"):
+        raise InventoryError(f"{where}: user must be a user name, not {merged['user']!r}")
     for key in ("identity", "known_hosts"):
         if key in merged:
             merged[key] = _path(merged[key], base)
+    if "identity" in merged and not merged["identity"].is_file():
+        raise InventoryError(f"{where}: identity file {merged['identity']} not found")
     if "port" in merged:
-        merged["port"] = int(merged["port"])
-    if not str(merged.get("root", "/")).startswith("/"):
-        raise InventoryError(f"host {name}: root must be an absolute path on the host, not {merged['root']!r}")
+        merged["port"] = _port(merged["port"], where)
+    if not merged.get("root", "/").startswith("/"):
+        raise InventoryError(f"{where}: root must be an absolute path on the host, not {merged['root']!r}")
     if merged.get("service", "auto") not in SERVICE_MANAGERS:
-        raise InventoryError(f"host {name}: service must be one of {', '.join(SERVICE_MANAGERS)}")
-    return Host(name=name, daemon=DaemonOptions(**daemon), **merged)
+        raise InventoryError(f"{where}: service must be one of {', '.join(SERVICE_MANAGERS)}")
+    return Host(name=name, daemon=daemon, **merged)
+
+
+def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
+    """`device run`'s options from the inventory, checked as the daemon will check them."""
+    from device.daemon.config import ConfigError, check_options, load_config_file
+
+    daemon = dict(options)
+    for key in ("http", "source", "config"):
+        if key in daemon:
+            daemon[key] = _text(daemon[key], f"{where} {key}")
+    if "http" in daemon:
+        try:
+            _, port = parse_host_port(daemon["http"], 0)
+        except UserError as error:
+            raise InventoryError(f"{where} http: {error}") from None
+        if not port:
+            raise InventoryError(f"{where} http must be HOST:PORT, not {daemon['http']!r}")
+    if "config" in daemon:
+        daemon["config"] = _path(daemon["config"], base)
+        if not daemon["config"].is_file():
+            raise InventoryError(f"{where} config: {daemon['config']} not found")
+    if "args" in daemon:
+        args = daemon["args"]
+        if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                                 for a in args):
+            raise InventoryError(f"{where} args must be a list of options and values, as in [--top-k, 3], "
+                                 f"not {args!r}")
+        daemon["args"] = tuple(str(a) for a in args)
+    try:
+        if "config" in daemon:
+            load_config_file(daemon["config"])
+        check_options(list(daemon.get("args", ())))
+    except ConfigError as error:
+        raise InventoryError(f"{where}: {error}") from None
+    return DaemonOptions(**daemon)
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+        raise InventoryError(f"{where} must be a text value, not {value!r}")
+    return str(value)
+
+
+def _port(value: Any, where: str) -> int:
+    try:
+        return parse_port(value)
+    except UserError as error:
+        raise InventoryError(f"{where}: {error}") from None
+
+
+def _check_hostname(hostname: str, where: str) -> None:
+    try:
+        host, port = parse_host_port(hostname, 0)
+    except UserError as error:
+        raise InventoryError(f"{where}: hostname {error}") from None
+    if port:
+        raise InventoryError(f"{where}: hostname {hostname!r} has a port: give it as port: {port}")
 
 
 def _path(value: Any, base: Path) -> Path:

@@ -56,10 +56,8 @@ def publish(c, model=None, channel="stable", store="store", key=None, rollout=No
     from device.agent.mqtt import read_retained
 
     percent = parse_percent(rollout) if rollout is not None else None
-    share = number("--max-failures", max_failures, float)
-    if not 0 <= share <= 1:
-        raise OptionError(f"--max-failures {max_failures}: expected a share from 0 to 1")
-    days = number("--valid-days", valid_days, float)
+    share = number("--max-failures", max_failures)
+    days = number("--valid-days", valid_days)
     if not channel.replace("-", "").replace("_", "").isalnum():
         raise OptionError(f"--channel {channel!r}: letters, digits, - and _ only")
     sign = signer(Path(key) if key else DEFAULT_KEY)
@@ -99,7 +97,7 @@ def fleet_status(c, mqtt=None, wait="1", json_=False):
 
     if mqtt is None:
         raise DeployError("give the broker the agents report to: fab fleet-status --mqtt mqtt://host:port")
-    reports = read_retained(mqtt, number("--wait", wait, float))
+    reports = read_retained(mqtt, number("--wait", wait))
     if json_:
         print(json.dumps(reports, indent=1))
         return

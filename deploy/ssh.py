@@ -2,11 +2,13 @@
 and every SSH failure turned into a one-line reason."""
 from __future__ import annotations
 
+import logging
 import shlex
 import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import paramiko
 from fabric import Config, Connection
@@ -16,6 +18,9 @@ from deploy.errors import ConnectError, DeployError, HostKeyError
 from deploy.inventory import Host
 
 CONNECT_TIMEOUT_S = 10
+# paramiko logs what goes wrong in its transport thread (a peer that is not SSH, a cut connection) as a
+# traceback on stderr; each failure is already one line in the report.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
 
@@ -38,9 +43,19 @@ def connect(host: Host, *, config: Config | None = None, accept_new_host_keys: b
         conn.close()
         if isinstance(error, DeployError):
             raise
-        raise ConnectError(describe_ssh_error(error, conn)) from None
+        raise ConnectError(describe_ssh_error(error, conn, _known_hosts_file(host, conn))) from None
     _send_at_once(conn)
     return conn
+
+
+def remote_opener(*, dry_run: bool = False, accept_new_host_keys: bool = False,
+                  config: Config | None = None) -> Callable[[Host], Remote]:
+    """How a job reaches each host: a connection, or in a dry run none (commands are printed)."""
+    def open_remote(host: Host) -> Remote:
+        if dry_run:
+            return Remote(host.name, None)
+        return Remote(host.name, connect(host, config=config, accept_new_host_keys=accept_new_host_keys))
+    return open_remote
 
 
 def _send_at_once(conn: Connection) -> None:
@@ -106,12 +121,17 @@ class _RecordNewKey(paramiko.MissingHostKeyPolicy):
         print(f"recorded new host key for {hostname} ({_fingerprint(key)}) in {self.known_hosts}", file=sys.stderr)
 
 
-def describe_ssh_error(error: BaseException, conn: Connection | None = None) -> str:
+def describe_ssh_error(error: BaseException, conn: Connection | None = None,
+                       known_hosts: Path | None = None) -> str:
     """One line for anything that can go wrong talking to a host."""
     where = f"{conn.host}:{conn.port}" if conn is not None else "host"
     if isinstance(error, paramiko.BadHostKeyException):
+        # known_hosts names a host on another port than 22 as [host]:port, and so must ssh-keygen -R.
+        port = conn.port if conn is not None else 22
+        entry = error.hostname if port == 22 else f"[{error.hostname}]:{port}"
+        remove = quote("ssh-keygen", "-R", entry, *(("-f", known_hosts) if known_hosts else ()))
         return (f"host key of {where} CHANGED ({_fingerprint(error.key)}): refusing; if the host was "
-                f"reinstalled, remove the old key with `ssh-keygen -R {error.hostname}` and check the new one")
+                f"reinstalled, remove the old key with `{remove}` and check the new one")
     if isinstance(error, paramiko.AuthenticationException):
         user = conn.user if conn is not None else "user"
         return f"authentication failed for {user}@{where} (key auth: check the identity file and authorized_keys)"
@@ -121,6 +141,8 @@ def describe_ssh_error(error: BaseException, conn: Connection | None = None) -> 
         return f"unreachable: unknown host name {conn.host if conn else ''}".rstrip()
     if isinstance(error, (socket.timeout, TimeoutError)):
         return f"unreachable: {where} did not answer in time"
+    if isinstance(error, paramiko.SSHException) and "protocol banner" in str(error):
+        return f"{where} does not speak SSH (something else answers on that port)"
     if isinstance(error, (paramiko.SSHException, EOFError, OSError)):
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         return f"connection to {where} lost: {text}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ from fabric import Connection, task
 from fabric.connection import derive_shorthand
 from invoke.exceptions import Exit
 
-from device.errors import UserError
 from deploy.errors import DeployError, InventoryError, OptionError
 from deploy.inventory import Host, Inventory, load_inventory
 from deploy.report import HostResult, table, to_json
+from device.errors import UserError
+from device.hostport import parse_host_port
 
 DEFAULT_INVENTORY = Path("fleet.yaml")
 
@@ -58,18 +60,19 @@ def select_hosts(c, inventory: str | None, group: str | None, argv: list[str] | 
     loaded = load_inventory(path) if inventory or path.is_file() else Inventory({}, {})
     if isinstance(c, Connection):
         typed = typed_hosts(sys.argv if argv is None else argv)
-        names = [name for name, _ in typed]
+        names = [fabric_name for fabric_name, _, _ in typed]
         if c.original_host not in names:                    # a Connection not from the command line
             return [loaded.host(c.original_host)]
-        return [loaded.host(name, **ssh) for name, ssh in typed] if c.original_host == names[0] else []
+        return [loaded.host(name, **ssh) for _, name, ssh in typed] if c.original_host == names[0] else []
     if not loaded.hosts:
         raise InventoryError(f"no hosts: give -H user@host or an inventory (--inventory, or {DEFAULT_INVENTORY})")
     return loaded.select(group)
 
 
-def typed_hosts(argv: list[str]) -> list[tuple[str, dict]]:
-    """[(host, {"user", "port"})] as typed on fab's -H/--hosts, None where not typed. Fabric's Connection
-    fills in its defaults (local user, port 22), so only the command line tells what the user asked for."""
+def typed_hosts(argv: list[str]) -> list[tuple[str, str, dict]]:
+    """[(Fabric's name for the host, the host, {"user", "port"})] as typed on fab's -H/--hosts, None where not
+    typed. Fabric's Connection fills in its defaults (local user, port 22), so only the command line tells
+    what the user asked for; and Fabric reads neither `[::1]:2222` nor a bad port well, so ours is the parser."""
     value = None
     for i, arg in enumerate(argv):
         if arg in ("-H", "--hosts") and i + 1 < len(argv):
@@ -78,18 +81,59 @@ def typed_hosts(argv: list[str]) -> list[tuple[str, dict]]:
             value = arg.partition("=")[2]
         elif arg.startswith("-H") and not arg.startswith("--") and len(arg) > 2:
             value = arg[2:].lstrip("=")
-    shorthands = [derive_shorthand(h) for h in value.split(",")] if value else []
-    return [(s["host"], {"user": s["user"], "port": s["port"]}) for s in shorthands]
+    typed = []
+    for text in value.split(",") if value else []:
+        user, _, address = text.rpartition("@")
+        try:
+            host, port = parse_host_port(address, 0)
+        except UserError as error:
+            raise OptionError(f"-H {text}: {error}") from None
+        typed.append((derive_shorthand(text)["host"], host, {"user": user or None, "port": port or None}))
+    return typed
 
 
-def number(option: str, value: str | float, kind: type[int] | type[float]) -> int | float:
-    """An option's value as a number (the numeric options are strings to fab, so that a typo is one line
-    here rather than invoke's traceback)."""
+def check_typed_hosts(argv: list[str]) -> None:
+    """Fabric turns -H into connections before any task runs, and a port it cannot read is a traceback
+    there: check the list first (fabfile.py calls this), one line and exit 1 for a mistake."""
     try:
-        return kind(value)
+        typed_hosts(argv)
+    except UserError as error:
+        print(f"fab: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+# Every numeric option of every task: (type, least, most, whether the least itself is allowed).
+NUMBERS = {
+    "--parallel": (int, 1, None, True),
+    "--keep": (int, 1, None, True),
+    "--lines": (int, 1, None, True),
+    "--health-timeout": (float, 0, None, False),
+    "--max-failures": (float, 0, 1, True),
+    "--valid-days": (float, 0, 3650, False),
+    "--wait": (float, 0, None, True),
+}
+
+
+def number(option: str, value: str | float) -> int | float:
+    """An option's value as a number in its range, checked before any host is touched (the numeric options
+    are strings to fab, so that a typo is one line here rather than invoke's traceback)."""
+    kind, least, most, least_allowed = NUMBERS[option]
+    try:
+        parsed = kind(value)
     except ValueError:
+        parsed = None
+    if parsed is None or not math.isfinite(parsed):
         raise OptionError(f"{option} must be {'a whole number' if kind is int else 'a number'}, "
                           f"not {value!r}") from None
+    if most is not None and not least <= parsed <= most:
+        raise OptionError(f"{option} must be from {least} to {most}, not {value}")
+    if parsed < least or (parsed == least and not least_allowed):
+        raise OptionError(f"{option} must be {'at least' if least_allowed else 'more than'} {least}, not {value}")
+    return parsed
+
+
+def ssh_options(c, accept_new_host_keys: bool) -> dict:
+    return {"accept_new_host_keys": accept_new_host_keys, "config": c.config}
 
 
 def finish(results: list[HostResult], as_json: bool) -> None:
@@ -119,20 +163,23 @@ ROLLBACK_HELP = {
 def deploy(c, model=None, inventory=None, group=None, parallel="4", canary=None, max_failures="0.5", keep="3",
            health_timeout="60", json_=False, dry_run=False, accept_new_host_keys=False):
     """Deploy a model (and this checkout's device code) to one host or a fleet, with automatic rollback."""
-    from deploy.fleet import deploy_fleet
+    from deploy.jobs.deploy import deploy_fleet
 
     if model is None:
         raise DeployError("give the model to deploy: fab deploy --model FILE")
+    numbers = {option: number(option, value) for option, value in (
+        ("--keep", keep), ("--health-timeout", health_timeout), ("--parallel", parallel),
+        ("--max-failures", max_failures))}
     hosts = select_hosts(c, inventory, group)
     if not hosts:
         return                                          # covered by the call for the first -H host
     # With --json, stdout carries the report only: a dry run's commands go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():
-        results = deploy_fleet(hosts, Path(model), keep=number("--keep", keep, int),
-                               health_timeout=number("--health-timeout", health_timeout, float),
+        results = deploy_fleet(hosts, Path(model), keep=numbers["--keep"],
+                               health_timeout=numbers["--health-timeout"],
                                dry_run=dry_run, accept_new_host_keys=accept_new_host_keys, config=c.config,
-                               parallel=number("--parallel", parallel, int), canary=canary,
-                               max_failures=number("--max-failures", max_failures, float), quiet=json_)
+                               parallel=numbers["--parallel"], canary=canary,
+                               max_failures=numbers["--max-failures"], quiet=json_)
     finish(results, json_)
 
 
@@ -141,32 +188,36 @@ def deploy(c, model=None, inventory=None, group=None, parallel="4", canary=None,
 def rollback(c, inventory=None, group=None, to=None, parallel="4", health_timeout="60", json_=False,
              accept_new_host_keys=False):
     """Return each host to its previous release (or --to VERSION), confirming health."""
-    from deploy.fleet import host_job, remote_opener, rollback_work, run_fleet
+    from deploy.jobs.rollback import rollback_work
+    from deploy.outline import run_on_hosts
 
+    work = rollback_work(to, number("--health-timeout", health_timeout))
+    parallel = number("--parallel", parallel)
     hosts = select_hosts(c, inventory, group)
     if not hosts:
         return                                          # covered by the call for the first -H host
-    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
-    job = host_job(opener, rollback_work(to, number("--health-timeout", health_timeout, float)), lock=True)
-    finish(run_fleet(hosts, job, parallel=number("--parallel", parallel, int), max_failures=1.0), json_)
+    results = run_on_hosts(hosts, work, lock=True, parallel=parallel,
+                           **ssh_options(c, accept_new_host_keys))
+    finish(results, json_)
 
 
 @task(auto_shortflags=False, help=FLEET_HELP)
 @one_line_errors
 def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_host_keys=False):
     """Release, health, fps and model of each host."""
-    from deploy.fleet import host_job, remote_opener, run_fleet, status_work
+    from deploy.jobs.status import status_work
+    from deploy.outline import run_on_hosts
 
-    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
+    parallel = number("--parallel", parallel)
     hosts = select_hosts(c, inventory, group)
     if not hosts:
         return                                          # covered by the call for the first -H host
-    results = run_fleet(hosts, host_job(opener, status_work), parallel=number("--parallel", parallel, int),
-                        max_failures=1.0)
+    results = run_on_hosts(hosts, status_work, parallel=parallel,
+                           **ssh_options(c, accept_new_host_keys))
     if json_:
         return finish(results, True)
     for r in results:
-        if r.detail:
+        if r.ok:
             d = r.detail
             r.reason = f"{d['model']} {d['model_version'] or ''} sha256 {str(d['sha256'])[:12]}, {d['fps']:.1f} fps"
             if d.get("agent"):
@@ -180,20 +231,14 @@ def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_
 @one_line_errors
 def logs(c, inventory=None, group=None, lines="50", accept_new_host_keys=False):
     """The daemon's recent log on each host (journald on systemd, else the pidfile manager's log file)."""
-    from deploy.fleet import host_job, remote_opener, run_fleet
+    from deploy.jobs.logs import logs_work
+    from deploy.outline import run_on_hosts
 
-    count = number("--lines", lines, int)
-
-    def show(steps, result):
-        text = steps.remote.run(steps.service.logs(count))
-        print(f"==> {steps.host.name} <==\n{text.rstrip()}\n", file=sys.stdout, flush=True)
-        result.status = "OK"
-
-    opener = remote_opener(accept_new_host_keys=accept_new_host_keys, config=c.config)
+    count = number("--lines", lines)
     hosts = select_hosts(c, inventory, group)
     if not hosts:
         return                                          # covered by the call for the first -H host
-    results = run_fleet(hosts, host_job(opener, show), parallel=1, max_failures=1.0)
+    results = run_on_hosts(hosts, logs_work(count), parallel=1, **ssh_options(c, accept_new_host_keys))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"{r.host}: {r.reason}", file=sys.stderr)

@@ -6,13 +6,14 @@ win over the file, and the file over the defaults. Relative paths in the file ar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from device.errors import one_line
-from device.errors import UserError
+from device.errors import UserError, one_line
+from device.hostport import HostPortError, parse_host_port
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +46,7 @@ class Settings:
     http: str = "127.0.0.1:8080"
     stream_fps: float = 10.0
     max_frame_gap: float = 30.0
+    data_dir: Path | None = None  # where features keep files on the device (docs/architecture.md); None: none
 
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
@@ -65,6 +67,8 @@ class Settings:
             raise ConfigError(f"--threads {self.threads}: must be at least 1")
         if self.http != "off":
             http_address(self.http)
+        if self.data_dir is not None:
+            check_data_dir(self.data_dir)
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -72,10 +76,23 @@ class Settings:
 
 
 def http_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    """--http's HOST:PORT (port 0: any free port); a port must be given."""
+    try:
+        host, port = parse_host_port(text, -1, any_port=True)
+    except HostPortError as error:
+        raise ConfigError(f"--http {text}: {error} (expected HOST:PORT, as in 127.0.0.1:8080, or off)") from None
+    if port < 0:
         raise ConfigError(f"--http {text}: expected HOST:PORT, as in 127.0.0.1:8080 (or off)")
-    return host.strip("[]"), int(port)
+    return host, port
+
+
+def check_data_dir(path: Path) -> None:
+    """The data directory must exist and be writable: the deploy creates it, outside the releases."""
+    if not path.is_dir():
+        raise ConfigError(f"--data-dir {path}: not a directory" if path.exists() else
+                          f"--data-dir {path}: no such directory (create it, writable by the daemon's user)")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--data-dir {path}: not writable by this user")
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +118,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-fps", type=float, metavar="N", help="frame rate cap of the live view (default 10)")
     parser.add_argument("--max-frame-gap", type=float, metavar="SECONDS",
                         help="exit with an error after this long without frames (default 30)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="a directory of the daemon's own files, kept across deploys (fab deploy: <root>/data)")
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
@@ -116,6 +135,18 @@ def resolve(args: argparse.Namespace) -> Settings:
             labels = (label.strip() for text in values[name] for label in text.split(","))
             values[name] = tuple(label for label in labels if label)
     return Settings(**values)
+
+
+def check_options(argv: list[str]) -> None:
+    """Check `device run` options given elsewhere (a deploy inventory's `args`) as the daemon will read them."""
+    parser = _FileParser(prog="device run", add_help=False)
+    add_options(parser)
+    parser.parse_args(argv)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A config file's options, checked: what `--config FILE` gives."""
+    return _from_file(path)
 
 
 class _FileParser(argparse.ArgumentParser):
@@ -155,7 +186,7 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def _relative_to(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Anchor the file's relative paths at its own folder, so the file means the same from any working directory."""
-    for name in ("model", "labels"):
+    for name in ("model", "labels", "data_dir"):
         if name in options:
             options[name] = folder / options[name]  # an absolute path stays as it is
     if options.get("jsonl", "-") != "-":

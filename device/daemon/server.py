@@ -5,6 +5,7 @@ The server only reads what the daemon publishes, so a slow or stuck browser neve
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from device.daemon.loop import Daemon
 from device.errors import UserError
 
 BOUNDARY = "bloomkitframe"
+RELEASE_ENV = "BLOOMKIT_RELEASE"
 JPEG_QUALITY = 80
 
 
@@ -93,6 +95,14 @@ class LiveServer:
         self._httpd.server_close()
 
 
+def _process() -> dict:
+    """Which process answers, so that a deploy can tell its own daemon from another one on the port: the pid,
+    and the release it runs (its launcher sets BLOOMKIT_RELEASE to the release's directory; None by hand)."""
+    release = os.environ.get(RELEASE_ENV)
+    return {"pid": os.getpid(),
+            "release": {"version": os.path.basename(release), "path": release} if release else None}
+
+
 def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
     page = resources.files("device.daemon").joinpath("live.html").read_bytes()
 
@@ -111,7 +121,7 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(HTTPStatus.OK, {**(server.daemon.latest() or waiting), "status": health["status"],
                                                 "reason": health["reason"], "sha256": health["model"]["sha256"]})
             elif path == "/healthz":
-                health = server.daemon.health()
+                health = {**server.daemon.health(), **_process()}
                 self._send_json(HTTPStatus.OK if health["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE, health)
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.render(server.daemon).encode(), metrics.CONTENT_TYPE)

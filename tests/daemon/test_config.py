@@ -105,3 +105,32 @@ def test_paths_given_as_flags_stay_relative_to_the_working_directory(tmp_path):
     settings = parse("--config", str(config), "--labels", "labels.txt", "--source", "folder:photos")
     assert settings.model == Path("/opt/model.tflite") and settings.jsonl == "-"
     assert settings.labels == Path("labels.txt") and settings.source == "folder:photos"
+
+
+def test_the_data_directory_is_an_option_and_a_config_setting_checked_before_the_start(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    assert parse("--model", "m.tflite").data_dir is None                       # no data directory unless given
+    assert parse("--model", "m.tflite", "--data-dir", str(data)).data_dir == data
+    config = tmp_path / "device.toml"
+    config.write_text('model = "m.tflite"\ndata_dir = "data"\n')
+    assert parse("--config", str(config)).data_dir == data                      # relative to the file
+    with pytest.raises(ConfigError, match="--data-dir .*missing: no such directory"):
+        parse("--model", "m.tflite", "--data-dir", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="--data-dir .*device.toml: not a directory"):
+        parse("--model", "m.tflite", "--data-dir", str(config))
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:0", ("127.0.0.1", 0)),          # any free port: the daemon says which on its start line
+    ("[::1]:8080", ("::1", 8080)),
+])
+def test_http_addresses(address, expected):
+    assert parse("--model", "m.tflite", "--http", address).http_address == expected
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:70000", "127.0.0.1:-1", "127.0.0.1:abc", ":8080", "[a]:1"])
+def test_bad_http_addresses_are_one_line(address):
+    with pytest.raises(ConfigError, match="--http") as caught:
+        parse("--model", "m.tflite", "--http", address)
+    assert "\n" not in str(caught.value)

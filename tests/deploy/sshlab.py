@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.inventory import DaemonOptions, Host
-from deploy.releases import HOST_SCRIPTS
+from deploy.host.layout import HOST_SCRIPTS
 from tests.conftest import default_sigint, free_port
 from tests.deploy.cpubudget import CpuBudget
 
@@ -73,15 +73,17 @@ class SshLab:
     host_cpu: float = 0.0
     servers: list[SshServer] = field(default_factory=list)
 
-    def start_server(self, name: str, *, trusted: bool = True, path: str | None = None) -> SshServer:
-        """An sshd for host `name`; its sessions get `path` as PATH if given (a host with fewer tools)."""
+    def start_server(self, name: str, *, trusted: bool = True, path: str | None = None,
+                     address: str = "127.0.0.1") -> SshServer:
+        """An sshd for host `name` on loopback `address` (IPv4 or IPv6); its sessions get `path` as PATH if
+        given (a host with fewer tools)."""
         directory = self.base / name
         directory.mkdir(parents=True)
         host_key = keygen(directory / "ssh_host_ed25519_key")
         port = free_port()
         config = directory / "sshd_config"
         config.write_text("\n".join([
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {directory / 'sshd.pid'}",
+            f"Port {port}", f"ListenAddress {address}", f"HostKey {host_key}", f"PidFile {directory / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.identity}.pub", "PermitRootLogin prohibit-password",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
             "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50",
@@ -96,11 +98,11 @@ class SshLab:
         server.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], start_new_session=True,
                                           preexec_fn=cpu.enter if cpu else None,
                                           stderr=open(directory / "sshd.log", "wb"))
-        _wait_for_port(port, server.process)
+        _wait_for_port(address, port, server.process)
         if trusted:
             public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
             with open(self.known_hosts, "a") as file:
-                file.write(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+                file.write(f"[{address}]:{port} {public[0]} {public[1]}\n")
         return server
 
     def host(self, name: str, server: SshServer | None = None, *, port: int | None = None, **settings) -> Host:
@@ -183,13 +185,13 @@ def run_fab(builder, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+def _wait_for_port(address: str, port: int, process: subprocess.Popen, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sshd exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            with socket.create_connection((address, port), timeout=1) as sock:
                 if sock.recv(4).startswith(b"SSH-"):
                     return
         except OSError:

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from deploy.build import sha256_file
-from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, run_fleet
 from deploy.inventory import Host
+from deploy.jobs.deploy import deploy_fleet
+from deploy.jobs.rollback import rollback_work
+from deploy.outline import run_on_hosts
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
 from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
@@ -83,6 +85,10 @@ def test_a_fleet_of_three_with_one_unreachable(fleet, models):
         health = healthz(host)
         assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.first)
         root = Path(host.root)
+        # The daemon says which process and release answer: the service's daemon, of the current release.
+        assert health["pid"] == daemon_pid(host)
+        assert health["release"] == {"version": result.new, "path": str((root / "current").resolve())}
+        assert (root / "data").is_dir()                         # the daemon's --data-dir, outside releases/
         manifest = json.loads((root / "current" / "manifest.json").read_text())
         assert manifest["model"]["sha256"] == sha256_file(models.first) and manifest["model"]["labels"] == 5
         assert [p.name for p in (root / "venvs").iterdir()] == [manifest["venv"]]
@@ -142,6 +148,7 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     host = fleet.hosts[0]
     deploy([host], models.second, builder)
     before = current(host)
+    (Path(host.root) / "data" / "kept.txt").write_text("kept\n")
     (result,) = deploy([host], models.broken, builder, health_timeout=30)
     assert (result.status, result.stage) == (ROLLED_BACK, "health")
     assert "cannot load the model" in result.reason and "\n" not in result.reason
@@ -150,9 +157,13 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     health = healthz(host)
     assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.second)
 
+    # The data directory is the daemon's, whichever release runs: a deploy and its rollback leave it alone.
+    kept = Path(host.root) / "data" / "kept.txt"
+    assert kept.read_text() == "kept\n"
+
     # The failed release stays for inspection; rolling back *to* it fails the same way, and returns.
     (broken,) = [r for r in releases(host) if r > before.removeprefix("releases/")]
-    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(broken, 30)))
+    (result,) = run_on_hosts([host], rollback_work(broken, 30), lock=True)
     assert (result.status, result.stage) == (FAILED, "health") and "cannot load the model" in result.reason
     assert current(host) == before and healthz(host)["model"]["sha256"] == sha256_file(models.second)
     assert (Path(host.root) / "releases" / broken / ".failed").read_text().startswith("health: ")
@@ -160,7 +171,7 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     # A later good release: `rollback` (no --to) skips the failed one and returns to the last healthy one.
     (result,) = deploy([host], models.first, builder)
     assert result.status == OK and result.new > broken
-    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(None, 30)))
+    (result,) = run_on_hosts([host], rollback_work(None, 30), lock=True)
     assert result.status == OK and current(host) == before
 
 
@@ -230,7 +241,7 @@ def test_an_explicit_rollback_to_a_release_marked_failed_clears_the_mark_once_he
     # As a health check that gave up too early (a slow start, a passing fault) leaves it.
     marker = Path(host.root) / "releases" / older / ".failed"
     marker.write_text("health: timed out after 1 s\n")
-    (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(older, 30), lock=True))
+    (result,) = run_on_hosts([host], rollback_work(older, 30), lock=True)
     assert (result.status, result.new) == (OK, older), result
     assert result.reason == "was marked failed, healthy now: mark cleared"
     assert not marker.exists() and current(host) == f"releases/{older}"
@@ -289,3 +300,4 @@ def test_status_rollback_logs_and_keep_from_the_command_line(fleet, models, buil
     for host in fleet.hosts:
         assert releases(host) == [current(host).removeprefix("releases/")]
         assert len(list((Path(host.root) / "venvs").iterdir())) == 1
+

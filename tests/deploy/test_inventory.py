@@ -30,6 +30,7 @@ groups:
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(text)
+    (tmp_path / "device.toml").write_text("top_k = 2\n")
     return path
 
 
@@ -61,11 +62,44 @@ def test_groups_select_their_hosts_in_order(tmp_path):
     ("hosts: {a: }\ngroups: {g: [a, b]}", "group 'g' names unknown hosts: b"),
     ("hosts: [a, b", "not valid YAML"),
     ("hosts: [a, b]", "hosts must be a mapping"),
+    # The red team's inventories: each refused in one line naming the key, before any host is touched.
+    ("hosts: {a: {port: abc}}", "host a: port must be a number from 1 to 65535, not 'abc'"),
+    ("hosts: {a: {port: [1]}}", r"host a: port must be a number from 1 to 65535, not \[1\]"),
+    ("hosts: {a: {port: -1}}", "host a: port must be a number from 1 to 65535, not -1"),
+    ("hosts: {a: {port: 70000}}", "host a: port must be from 1 to 65535, not 70000"),
+    ("hosts: {a: {port: 0}}", "host a: port must be from 1 to 65535, not 0"),
+    ("hosts: {a: {daemon: hello}}", "host a: daemon must be a mapping"),
+    ("hosts: {a: {hostname: [a]}}", r"host a: hostname must be a text value, not \['a'\]"),
+    ("hosts: {a: {hostname: 'pi:22'}}", "host a: hostname 'pi:22' has a port"),
+    ("hosts: {a: {hostname: 'a b'}}", "host a: hostname 'a b'.* is not a host name"),
+    ("hosts: {a: {daemon: {args: --top-k 3}}}", "host a: daemon args must be a list of options and values"),
+    ("hosts: {a: {daemon: {args: [--top-k, three]}}}", "host a: daemon: argument --top-k: invalid int value"),
+    ("hosts: {a: {daemon: {args: [--colour]}}}", "host a: daemon: unrecognized arguments: --colour"),
+    ("hosts: {a: {daemon: {config: missing.toml}}}", "host a: daemon config: .*missing.toml not found"),
+    ("hosts: {a: {daemon: {http: '127.0.0.1:0'}}}", "host a: daemon http: .*port must be from 1 to 65535"),
+    ("hosts: {a: {daemon: {http: '127.0.0.1:99999'}}}", "host a: daemon http: .*port must be from 1 to 65535"),
+    ("hosts: {a: {identity: no-such-key}}", "host a: identity file .*no-such-key not found"),
+    ("defaults: {daemon: [1]}\nhosts: {a: }", "defaults: daemon must be a mapping"),
 ])
 def test_mistakes_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(InventoryError, match=message) as caught:
         load_inventory(write(tmp_path, text))
     assert "\n" not in str(caught.value)
+
+
+def test_a_daemon_config_file_is_checked_as_the_daemon_reads_it(tmp_path):
+    (tmp_path / "bad.toml").write_text("top_k = 'many'\n")
+    path = tmp_path / "fleet.yaml"
+    path.write_text("hosts: {a: {daemon: {config: bad.toml}}}")
+    with pytest.raises(InventoryError, match="host a: daemon: config .*bad.toml: argument --top-k: invalid int"):
+        load_inventory(path)
+
+
+def test_ipv6_hosts_and_ports_as_text(tmp_path):
+    host = load_inventory(write(tmp_path, "hosts: {a: {hostname: '::1', port: '2222', "
+                                          "daemon: {http: '[::1]:9000'}}}")).hosts["a"]
+    assert (host.hostname, host.port, host.daemon.port) == ("::1", 2222, 9000)
+    assert host.daemon.healthz_url == "http://[::1]:9000/healthz"
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
@@ -120,8 +154,26 @@ def test_an_h_list_is_one_fleet_run_by_the_call_for_its_first_host(tmp_path):
     from deploy.tasks import select_hosts
 
     path = str(write(tmp_path, "defaults: {user: pi}\nhosts: {listed: {port: 2200}}"))
-    argv = ["fab", "-H", "a,root@listed:22,c:2022", "status"]
+    argv = ["fab", "-H", "a,root@listed:22,c:2022,root@[::1]:2222", "status"]
     hosts = select_hosts(Connection("a"), path, None, argv=argv)
-    assert [(h.name, h.user, h.port) for h in hosts] == [("a", "pi", None), ("listed", "root", 22), ("c", "pi", 2022)]
+    assert [(h.name, h.user, h.port) for h in hosts] == [("a", "pi", None), ("listed", "root", 22), ("c", "pi", 2022),
+                                                         ("::1", "root", 2222)]
+    assert hosts[3].hostname == "::1"
     assert select_hosts(Connection("root@listed:22"), path, None, argv=argv) == []
     assert select_hosts(Connection("c:2022"), path, None, argv=argv) == []
+    assert select_hosts(Connection("root@[::1]:2222"), path, None, argv=argv) == []
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("root@h:abc", "-H root@h:abc: 'h:abc': port must be a number from 1 to 65535, not 'abc'"),
+    ("root@h:0", "-H root@h:0: 'h:0': port must be from 1 to 65535, not 0"),
+    ("root@h:70000", "-H root@h:70000: 'h:70000': port must be from 1 to 65535, not 70000"),
+])
+def test_a_bad_port_on_h_is_one_line_before_fabric_reads_it(typed, message):
+    import subprocess
+    import sys
+
+    fab = Path(sys.executable).parent / "fab"
+    done = subprocess.run([str(fab), "-H", typed, "status"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (1, f"fab: error: {message}")
+    assert done.stdout == ""

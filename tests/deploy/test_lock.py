@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import DeployError
-from deploy.fleet import deploy_fleet, host_job, remote_opener, rollback_work, run_fleet
+from deploy.jobs.deploy import deploy_fleet
+from deploy.jobs.rollback import rollback_work
+from deploy.outline import run_on_hosts
 from deploy.report import FAILED
 from deploy.ssh import Remote, connect
 from deploy.steps import ANOTHER_DEPLOY, HostSteps
@@ -33,7 +35,7 @@ def test_a_deploy_or_rollback_to_a_host_being_deployed_fails_fast_and_touches_no
         (result,) = deploy_fleet([host], reference_model, builder=builder, quiet=True)
         assert (result.status, result.stage, result.reason) == (FAILED, "preflight", ANOTHER_DEPLOY)
         assert result.seconds < 10
-        (result,) = run_fleet([host], host_job(remote_opener(), rollback_work(None, 5), lock=True))
+        (result,) = run_on_hosts([host], rollback_work(None, 5), lock=True)
         assert (result.status, result.stage, result.reason) == (FAILED, "preflight", ANOTHER_DEPLOY)
         done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory",
                        str(lab.inventory([host])))

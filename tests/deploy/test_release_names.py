@@ -1,7 +1,8 @@
 """Release names sort in deploy order, which rollback ("the previous release") and pruning rely on."""
 from __future__ import annotations
 
-from deploy.releases import new_version, previous_release
+from deploy.host.layout import previous_release
+from deploy.releases import new_version
 
 SHA_A, SHA_B = "a" * 64, "0" * 64
 

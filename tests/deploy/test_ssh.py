@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import ConnectError, DeployError, HostKeyError
-from deploy.fleet import deploy_fleet
+from deploy.jobs.deploy import deploy_fleet
 from deploy.report import FAILED
 from deploy.inventory import Host
 from deploy.ssh import Remote, connect
@@ -47,8 +47,11 @@ def test_accept_new_records_the_key_once_and_a_changed_key_is_still_refused(lab)
     connect(host).close()                                  # now known: strict mode accepts it
     impostor = lab.start_server("impostor", trusted=False)
     lab.known_hosts.write_text(lab.known_hosts.read_text().replace(f":{server.port} ", f":{impostor.port} "))
-    with pytest.raises(ConnectError, match="CHANGED.*ssh-keygen -R"):
+    with pytest.raises(ConnectError) as caught:
         connect(dataclasses.replace(host, port=impostor.port), accept_new_host_keys=True)
+    # known_hosts names a non-22 port as [host]:port: the advice must too, and name the inventory's file.
+    assert "CHANGED" in str(caught.value)
+    assert f"`ssh-keygen -R '[127.0.0.1]:{impostor.port}' -f {lab.known_hosts}`" in str(caught.value)
 
 
 def test_unreachable_and_unauthorised_hosts_fail_in_the_report_with_one_line(lab, reference_model, builder):
@@ -79,14 +82,15 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
     root = host.root
     for expected in [f"exec flock -n -E 75 {root}/.deploy.lock", "[pi1] $ command -v /usr/bin/python3",
                      "pip download", "--platform manylinux_2_36_aarch64",
-                     f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "sha256sum --quiet --strict -c",
-                     "-m venv --without-pip --system-site-packages", "--no-index", f"ln -sfn releases/", "mv -T",
-                     "systemctl restart bloomkit-device.service", "health.py", "DRY-RUN"]:
+                     f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "-m zipfile -e bloomkit-",
+                     "/lib/deploy/host/install.py --root", "--service systemd verify ", "--wheelhouse ",
+                     "--service systemd place ", "--service systemd switch ", "--service systemd restart",
+                     "--timeout 60.0 health", "--service systemd prune --keep 3", "DRY-RUN"]:
         assert expected in out, expected
     assert not Path(root).exists()
     done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])),
                    "--dry-run", "--json")
-    assert json.loads(done.stdout)[0]["status"] == "DRY-RUN" and "ln -sfn releases/" in done.stderr
+    assert json.loads(done.stdout)[0]["status"] == "DRY-RUN" and " switch " in done.stderr
 
 
 def test_bad_input_is_one_line(lab, tmp_path, builder):
@@ -140,15 +144,28 @@ def test_deploy_help_prints_help_with_model_as_an_option(builder):
     assert done.stderr.strip() == "fab: error: give the model to deploy: fab deploy --model FILE"
 
 
-@pytest.mark.parametrize("option, value, expected", [
-    ("--health-timeout", "abc", "--health-timeout must be a number, not 'abc'"),
-    ("--max-failures", "1.5x", "--max-failures must be a number, not '1.5x'"),
-    ("--parallel", "2.5", "--parallel must be a whole number, not '2.5'"),
+@pytest.mark.parametrize("task, option, value, expected", [
+    ("deploy", "--health-timeout", "abc", "--health-timeout must be a number, not 'abc'"),
+    ("deploy", "--max-failures", "1.5x", "--max-failures must be a number, not '1.5x'"),
+    ("deploy", "--parallel", "2.5", "--parallel must be a whole number, not '2.5'"),
+    # The red team's: each would have turned a good deploy into a failed one, or printed nonsense.
+    ("deploy", "--health-timeout", "-1", "--health-timeout must be more than 0, not -1"),
+    ("deploy", "--health-timeout", "nan", "--health-timeout must be a number, not 'nan'"),
+    ("deploy", "--health-timeout", "inf", "--health-timeout must be a number, not 'inf'"),
+    ("deploy", "--max-failures", "-1", "--max-failures must be from 0 to 1, not -1"),
+    ("deploy", "--max-failures", "2", "--max-failures must be from 0 to 1, not 2"),
+    ("deploy", "--parallel", "0", "--parallel must be at least 1, not 0"),
+    ("deploy", "--keep", "0", "--keep must be at least 1, not 0"),
+    ("rollback", "--health-timeout", "nan", "--health-timeout must be a number, not 'nan'"),
+    ("rollback", "--parallel", "-2", "--parallel must be at least 1, not -2"),
+    ("status", "--parallel", "0", "--parallel must be at least 1, not 0"),
+    ("logs", "--lines", "-5", "--lines must be at least 1, not -5"),
 ])
-def test_a_bad_number_is_one_line(builder, reference_model, option, value, expected):
-    done = run_fab(builder, "-H", "pi@x.invalid", "deploy", "--model", str(reference_model), "--dry-run",
-                   option, value)
+def test_a_bad_number_is_one_line_before_any_connection(builder, reference_model, task, option, value, expected):
+    model = ("--model", str(reference_model)) if task == "deploy" else ()
+    done = run_fab(builder, "-H", "pi@x.invalid", task, *model, option, value)
     assert done.returncode == 1 and done.stderr.strip() == f"fab: error: {expected}"
+    assert done.stdout == ""                            # no report: no host was tried
 
 
 def test_a_health_check_that_cannot_run_says_why_in_one_line(lab):
@@ -164,7 +181,7 @@ def test_a_health_check_that_cannot_run_says_why_in_one_line(lab):
         steps.remote.close()
     message = str(caught.value)
     assert message.startswith("the health check could not run on the host: ") and "\n" not in message
-    assert "health.py" in message and "No such file" in message
+    assert "install.py" in message and "No such file" in message
 
 
 def test_a_proxyjump_hosts_key_is_checked_strictly_too(lab, tmp_path):
@@ -208,3 +225,61 @@ def test_closing_a_connection_that_was_cut_does_not_raise(lab, tmp_path):
     remote.put(tmp_path / "file", str(tmp_path / "uploaded"))         # opens the SFTP channel (loopback host)
     assert server.kill_sessions() > 0
     remote.close()                                     # at once: the client has not yet seen the cut
+
+
+def test_a_port_that_answers_but_is_not_ssh_is_one_clean_row(lab, builder, tmp_path):
+    """An HTTP server where sshd was expected: one line in the report, no paramiko traceback."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        done = run_fab(builder, "-H", f"root@127.0.0.1:{port}", "status", "--inventory",
+                       str(defaults_inventory(lab, tmp_path)))
+    finally:
+        server.shutdown()
+    assert done.returncode == 1
+    assert f"FAILED (connect: 127.0.0.1:{port} does not speak SSH (something else answers on that port))" \
+        in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr and done.stderr.strip() == "", done.stderr
+
+
+def test_an_ipv6_host_on_h_with_brackets_and_a_port(lab, builder, tmp_path):
+    server = lab.start_server("pi1", address="::1")
+    user = lab.host("pi1", server).user
+    done = run_fab(builder, "-H", f"{user}@[::1]:{server.port}", "status", "--inventory",
+                   str(defaults_inventory(lab, tmp_path)), "--json")
+    assert done.returncode == 1, done.stderr                        # reached and asked: nothing deployed yet
+    [row] = json.loads(done.stdout)
+    assert (row["host"], row["stage"], row["reason"]) == ("::1", "health", "nothing deployed")
+
+
+@pytest.mark.parametrize("inventory, message", [
+    ("hosts: {pi: {port: abc}}", "host pi: port must be a number from 1 to 65535, not 'abc'"),
+    ("hosts: {pi: {daemon: {args: --top-k 3}}}",
+     "host pi: daemon args must be a list of options and values, as in [--top-k, 3], not '--top-k 3'"),
+])
+def test_a_bad_inventory_is_one_line_before_any_connection(builder, tmp_path, inventory, message):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(inventory)
+    done = run_fab(builder, "status", "--inventory", str(path))
+    assert (done.returncode, done.stderr.strip(), done.stdout) == (1, f"fab: error: {message}", "")
+
+
+def test_a_daemon_port_taken_by_another_program_fails_preflight_and_touches_nothing(lab, reference_model, builder):
+    import http.server
+    import threading
+
+    host = lab.host("pi1", lab.start_server("pi1"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", host.daemon.port), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (result,) = deploy_fleet([host], reference_model, builder=builder, quiet=True)
+    finally:
+        server.shutdown()
+    assert (result.status, result.stage) == (FAILED, "preflight")
+    assert result.reason == (f"the daemon's port {host.daemon.port} is taken by another program: stop it, or give "
+                             "this host another daemon http port in the inventory")
+    assert sorted(p.name for p in Path(host.root).iterdir()) == [".deploy.lock"]       # nothing uploaded

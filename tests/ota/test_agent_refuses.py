@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.build import sha256_file
-from deploy.fleet import deploy_fleet
+from deploy.jobs.deploy import deploy_fleet
 from deploy.keys import keygen
 from device.agent.state import State
 from tests.conftest import free_port, require
@@ -152,10 +152,11 @@ def test_a_full_disk(fresh, tmp_path, nginx, models, builder, signing_key, trust
 
 
 def test_fab_status_reads_the_agents_status_file_over_ssh(fresh, trusted):
-    from deploy.fleet import host_job, remote_opener, run_fleet, status_work
+    from deploy.jobs.status import status_work
+    from deploy.outline import run_on_hosts
 
     agent_for(fresh, f"http://127.0.0.1:{free_port()}/channels/stable.json", trusted).check()
-    (result,) = run_fleet([fresh], host_job(remote_opener(), status_work))
+    (result,) = run_on_hosts([fresh], status_work)
     assert result.ok, result
     agent = result.detail["agent"]
     assert (agent["device"], agent["state"]) == ("pi1", "store-down") and "unreachable" in agent["last_error"]

@@ -35,12 +35,11 @@ CLEAR_MARGIN = 0.3               # photos whose top label leads by this much kee
 def pi(arm64_pi):
     """The session's arm64 host, with the daemon a test deployed stopped after it (the deploy's own pidfile
     service `stop`): under qemu it would keep a core busy for the rest of the session."""
-    from deploy.releases import Layout
-    from deploy.services import PidfileService
+    from deploy.host.layout import HOST_SCRIPTS
 
     yield arm64_pi
-    for command in PidfileService(Layout(arm64_pi.root_dir), "python3").stop():
-        arm64_pi.ssh(command)
+    service = f"{arm64_pi.root_dir}/current/{HOST_SCRIPTS}/service.py"
+    arm64_pi.ssh(f"if [ -e {service} ]; then python3 {service} --root {arm64_pi.root_dir} stop; fi")
 
 
 def _pick_photos(flowers_dir: Path, reference_model: Path) -> dict[str, tuple[str, float]]:

@@ -1,0 +1,1 @@
+"""One module per fab task's per-host job, each a `work` run inside `deploy.outline.host_job`."""
