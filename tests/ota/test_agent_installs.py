@@ -11,7 +11,7 @@ import pytest
 
 from deploy.build import sha256_file
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
-from tests.ota.device_lab import agent_for, publish, serving
+from tests.ota.device_lab import agent_for, publish, serving, set_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -55,5 +55,7 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
     assert (status["release"], status["failed_release"], status["health"]) == (1, 2, "ok")
     assert re.search("release 2: .*", status["last_error"])
-    assert agent.check() == "failed"                     # not tried again: waits for a newer release
+    set_rollout(store, signing_key, 100)                 # the same release 2, re-signed: read again
+    assert agent.check() == "failed"                     # and not tried again: waits for a newer release
+    assert "waiting for a newer one" in agent.status.last_error
     assert serving(device.daemon.http) == sha256_file(models.second)
