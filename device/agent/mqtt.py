@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
-
 from device.errors import UserError
 
 DEFAULT_PORT = 1883
@@ -17,15 +15,18 @@ class MqttError(UserError):
 
 
 def parse_url(url: str) -> tuple[str, int]:
-    """`mqtt://host[:port]` → (host, port)."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        port = None
-    if parts.scheme != "mqtt" or not parts.hostname or port is None:
+    """`mqtt://host[:port]` (or `host[:port]`) → (host, port), through the one HOST:PORT parser."""
+    from device.hostport import HostPortError, parse_host_port
+
+    scheme, separator, address = url.partition("://")
+    if not separator:
+        scheme, address = "mqtt", url
+    if scheme != "mqtt" or "/" in address.rstrip("/") or "@" in address:
         raise MqttError(f"{url!r}: expected mqtt://HOST[:PORT]")
-    return parts.hostname, port
+    try:
+        return parse_host_port(address.rstrip("/"), DEFAULT_PORT)
+    except HostPortError as error:
+        raise MqttError(f"MQTT broker {error}") from None
 
 
 def topic(device_id: str) -> str:
