@@ -11,7 +11,7 @@ import platform
 import random
 import shutil
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
@@ -74,10 +74,11 @@ class Agent:
         self.failures_in_a_row = 0
 
     # --- the loop ---------------------------------------------------------------------------------
-    def run(self, stop=lambda: False) -> None:
-        while not stop():
+    def run(self, stop: threading.Event) -> None:
+        """Check, wait the interval (with jitter, longer while the store is down), until `stop` is set."""
+        while not stop.is_set():
             self.check()
-            time.sleep(self.next_wait())
+            stop.wait(self.next_wait())
 
     def next_wait(self) -> float:
         """The poll interval with jitter; after the store was down, doubling up to an hour."""
@@ -207,16 +208,18 @@ class Agent:
 
     @staticmethod
     def _place(digest: str, destination: Path, local: dict[str, Path], objects: Path) -> None:
-        source = objects / digest if (objects / digest).is_file() else local[digest]
-        if source.parent == objects:
+        """Put a verified file at `destination`: a download (hard-linked), else the current release's copy,
+        checked again since it lives on a disk anyone with root could have changed."""
+        downloaded = objects / digest
+        if downloaded.is_file():
             try:
-                os.link(source, destination)
-                return
-            except OSError:
-                pass
-        shutil.copyfile(source, destination)
-        if source.parent != objects and sha256_file(destination) != digest:
-            raise fetch.DownloadError(f"the local copy of {destination.name} changed on disk: refused")
+                os.link(downloaded, destination)
+            except OSError:                      # another file system (a separate data partition)
+                shutil.copyfile(downloaded, destination)
+            return
+        shutil.copyfile(local[digest], destination)
+        if sha256_file(destination) != digest:
+            raise fetch.DownloadError(f"the current release's {destination.name} changed on disk: refused")
 
     def _check_disk(self, download_bytes: int, wheel_bytes: int) -> None:
         objects = self.dir / "objects"

@@ -70,7 +70,5 @@ def run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stopping.set())
-    while not stopping.is_set():
-        agent.check()
-        stopping.wait(agent.next_wait())
+    agent.run(stopping)
     return 0
