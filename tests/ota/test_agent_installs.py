@@ -1,6 +1,6 @@
 """The agent installs with the release's own host-side install path (the one `fab deploy` runs over SSH): a
-pushed device pulls a model-only release (only the new files travel), then a release whose model no runtime
-can load, which is rolled back, reported, and not tried again."""
+pushed device pulls a model-only release (only the new files travel, the model resumed with Range after a
+cut), then a release whose model no runtime can load, which is rolled back, reported, and not tried again."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import pytest
 from deploy.build import sha256_file
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
 from tests.ota.device_lab import agent_for, publish, serving, set_rollout
+from tests.ota.servers import CuttingProxy
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +31,21 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     store = tmp_path / "store"
     published = publish(store, models.second, builder, signing_key)
     server = nginx(store)
-    agent = agent_for(device, f"{server.url}/channels/stable.json", trusted)
-    assert agent.check() == "installed", agent.status
+    # Between the agent and nginx, a link that drops once, halfway through the model.
+    proxy = CuttingProxy(server.port, cut_after=models.second.stat().st_size // 2)
+    agent = agent_for(device, f"{proxy.url}/channels/stable.json", trusted)
+    try:
+        assert agent.check() == "installed", agent.status
+    finally:
+        proxy.close()
+    model_requests = [r for r in proxy.requests if sha256_file(models.second).encode() in r]
+    assert len(model_requests) == 2 and b"Range: bytes=" in model_requests[1]
     assert serving(device.daemon.http) == sha256_file(models.second)
     status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
     assert (status["release"], status["version"], status["health"]) == (1, published.version, "ok")
     sent = bytes_served(tmp_path / "nginx-0" / "access.log")
+    log = (tmp_path / "nginx-0" / "access.log").read_text()
+    assert f'"GET /objects/{sha256_file(models.second)} HTTP/1.1" 206' in log      # the rest, resumed
     fetched = {path.rsplit("/", 1)[-1] for path in sent if path.startswith("/objects/")}
     channel = json.loads(json.loads((store / "channels" / "stable.json").read_text())["payload"])
     release_files = channel["targets"][0]["release"]
@@ -43,8 +53,9 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     assert release_files[next(n for n in release_files if n.endswith(".whl"))]["sha256"] not in fetched
     assert fetched <= {f["sha256"] for f in release_files.values()}
     assert release_files["model.tflite"]["sha256"] in fetched
-    assert sum(sent[f"/objects/{d}"] for d in fetched) < models.second.stat().st_size + 100_000
+    assert proxy.passed < models.second.stat().st_size + 100_000      # everything, the cut included
 
+    agent.config.channel_url = f"{server.url}/channels/stable.json"
     assert agent.check() == "idle"                       # one 304 and nothing else
     assert bytes_served(tmp_path / "nginx-0" / "access.log")["/channels/stable.json"] == \
         sent["/channels/stable.json"]
