@@ -3,7 +3,8 @@
 1. resume: a 64 MB file cut at 50% by a proxy: bytes fetched after the cut (target: remaining + ≤ 1 MB);
 2. poll: a poll of an unchanged channel: requests sent, and the agent's CPU time (target: one 304, ≤ 20 ms);
 3. model-only: the bytes one device downloads for a release that changes only the model;
-4. rollout: seconds from `--rollout 100%` to 95% of 20 devices healthy on the release, at 5 s polls.
+4. rollout: seconds from `--rollout 100%` to 95% of 20 devices healthy on the release, at 5 s polls; then
+   the agents' CPU per unchanged poll with their daemons running.
 
     flock /tmp/bloomkit-bench.lock .venv/bin/python benchmarks/ota_pull.py [--only resume,poll,...] [--json]
 
@@ -159,16 +160,30 @@ def rollout(work: Path, builder: Builder, devices: int = 20, interval: float = 5
                                           name=info.name, version="v2"))
         publish(store, second, builder, key, percent=0)
         time.sleep(interval * 1.5)                          # every device has seen release 2 at 0%
-        started = time.monotonic()
         set_rollout(store, key, 100)
         needed = -(-devices * 95 // 100)
         to_95 = wait(lambda: len(fleet.on(2, names)) >= needed, 600)
         to_all = wait(lambda: len(fleet.on(2, names)) == devices, 600) + to_95
-        _ = started
+        idle_ms = idle_poll_cpu_ms(fleet, interval)
     finally:
         fleet.close()
         server.stop()
-    return {"devices": devices, "poll_s": interval, "to_95_percent_s": round(to_95, 1), "to_all_s": round(to_all, 1)}
+    return {"devices": devices, "poll_s": interval, "to_95_percent_s": round(to_95, 1),
+            "to_all_s": round(to_all, 1), "idle_poll_cpu_ms": idle_ms}
+
+
+def idle_poll_cpu_ms(fleet: AgentFleet, interval: float, seconds: float = 30.0) -> float:
+    """The agents' CPU per poll while nothing changes, each with its daemon running (the status's /healthz
+    probe answered by a real daemon): CPU time of all agent processes over `seconds`, per poll made."""
+    import psutil
+
+    def cpu() -> float:
+        return sum(sum(psutil.Process(a.pid).cpu_times()[:2]) for a in fleet.agents if a.poll() is None)
+    time.sleep(interval)                                     # past the install's own poll
+    before = cpu()
+    time.sleep(seconds)
+    polls = len([a for a in fleet.agents if a.poll() is None]) * seconds / interval
+    return round((cpu() - before) / polls * 1000, 2)
 
 
 def main() -> None:
