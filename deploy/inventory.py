@@ -34,11 +34,15 @@ class DaemonOptions:
         return self.address[1]
 
     @property
-    def healthz_url(self) -> str:
-        """The daemon's /healthz as seen on the host (it listens on localhost unless configured otherwise)."""
+    def local_address(self) -> tuple[str, int]:
+        """Where the daemon answers on the host itself (it listens on localhost unless configured otherwise)."""
         bind, port = self.address
-        address = "127.0.0.1" if bind in ("0.0.0.0", "::", "*") else f"[{bind}]" if ":" in bind else bind
-        return f"http://{address}:{port}/healthz"
+        return ("127.0.0.1" if bind in ("0.0.0.0", "::", "*") else bind), port
+
+    @property
+    def healthz_url(self) -> str:
+        host, port = self.local_address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
 
 
 @dataclass(frozen=True)

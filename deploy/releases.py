@@ -75,6 +75,9 @@ def _launcher(host: Host, config_name: str | None) -> str:
     return ("#!/bin/sh\n"
             "# Starts this release's daemon (written by `fab deploy`; run by systemd or service.py).\n"
             'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P)\n'
+            "# The root by its own path, not through this release: the daemon outlives the release it started\n"
+            "# from, which a later deploy may prune (a path through a deleted directory no longer resolves).\n"
+            'root=$(CDPATH= cd -- "$here/../.." && pwd -P)\n'
             'export PYTHONPATH="$here/lib" BLOOMKIT_RELEASE="$here"\n'
             "# Where this release's log begins (fab status quotes the current release's errors, not another's).\n"
             'echo "bloomkit: starting release ${here##*/}" >&2\n'
@@ -85,8 +88,8 @@ def _launcher(host: Host, config_name: str | None) -> str:
             "# Device-local options last, so they win: the data folder's daemon.args, one per line (a pulled\n"
             "# release is the same for every device; each keeps its own port and camera there).\n"
             "set --\n"
-            f'if [ -f "$here/../../{DEVICE_ARGS}" ]; then\n'
-            f'    while IFS= read -r option; do set -- "$@" "$option"; done < "$here/../../{DEVICE_ARGS}"\n'
+            f'if [ -f "$root/{DEVICE_ARGS}" ]; then\n'
+            f'    while IFS= read -r option; do set -- "$@" "$option"; done < "$root/{DEVICE_ARGS}"\n'
             "fi\n"
-            f'exec "$here/venv/bin/python" -m device.cli run --model "$here/../../current/{MODEL_NAME}"{config} '
-            f'--data-dir "$here/../../data" {shlex.join(options)} "$@"\n')
+            f'exec "$here/venv/bin/python" -m device.cli run --model "$root/current/{MODEL_NAME}"{config} '
+            f'--data-dir "$root/data" {shlex.join(options)} "$@"\n')

@@ -109,7 +109,8 @@ class HostSteps:
     def read_facts(self) -> Facts:
         check = (f"command -v {shlex.quote(self.host.python)} >/dev/null || "
                  f"{{ echo '{self.host.python} not found on the host' >&2; exit 127; }}; ")
-        arguments = quote(self.host.root, FAILED_MARKER, self.host.daemon.healthz_url, UNIT)
+        arguments = quote(self.host.root, FAILED_MARKER, self.host.daemon.healthz_url, UNIT,
+                          *self.host.daemon.local_address)
         command = check + f"{quote(self.host.python, '-c', FACTS_SCRIPT)} {arguments}"
         shown = check + f"{shlex.quote(self.host.python)} -c '<deploy/host/facts.py>' {arguments}"
         output = self.remote.run(command, dry_output=json.dumps(DRY_RUN_FACTS), shown=shown)

@@ -19,6 +19,7 @@ import numpy as np
 from device import classify, imaging
 from device.classifier import Classifier
 from device.errors import UserError
+from device.options import check_number
 from device.runtime import runtime_name
 
 WARMUP_RUNS = 5
@@ -32,8 +33,7 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
 
 def run(classifier: Classifier, folder: Path, runs: int, threads: int) -> dict:
     """Measure `classifier` on the photos under `folder`; `runs` timed images per measurement."""
-    if runs < 1:
-        raise UserError(f"--runs must be at least 1, not {runs}")
+    check_number("--runs", runs, minimum=1)
     photos, tensors = _readable_photos(classifier, classify.list_files(folder), runs)
     for tensor in itertools.islice(itertools.cycle(tensors), WARMUP_RUNS):
         classifier.infer(tensor)

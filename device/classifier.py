@@ -17,7 +17,8 @@ import numpy as np
 
 from device import imaging
 from device.errors import UserError
-from device.metadata import ModelInfo, read_model_info
+from device.metadata import ModelInfo, read_model_file, read_model_info
+from device.options import check_number
 from device.runtime import load_interpreter
 
 _INPUT_TYPES = (np.uint8, np.int8, np.float32)
@@ -40,17 +41,13 @@ class Classifier:
     def __init__(self, model_path: str | os.PathLike, labels_file: str | os.PathLike | None = None,
                  threads: int | None = None, top_k: int | None = 3, score_threshold: float = 0.0,
                  allow: Iterable[str] | None = None, deny: Iterable[str] | None = None) -> None:
-        try:
-            with open(model_path, "rb") as file:
-                model = file.read()
-        except OSError as error:
-            raise UserError(f"cannot read model {os.fspath(model_path)}: {error.strerror}") from None
+        model = read_model_file(model_path)
         self.model_path = os.fspath(model_path)
         self.model_sha256 = hashlib.sha256(model).hexdigest()
         self.info: ModelInfo = read_model_info(model, labels_file)
         self.labels: tuple[str, ...] = tuple(self.info.labels)
-        if top_k is not None and top_k < 1:
-            raise UserError(f"top-k must be at least 1, not {top_k}")
+        check_number("--top-k", top_k, minimum=1)
+        check_number("--threshold", score_threshold, minimum=0, maximum=1)
         self.top_k = top_k
         self.score_threshold = float(score_threshold)
         self._kept = _label_filter(self.labels, allow, deny)

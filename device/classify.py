@@ -5,8 +5,10 @@ GIL) happen a few images ahead of it in worker threads (`device.prefetch`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,9 +17,10 @@ from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from device import imaging
+from device import evaluation, imaging
+from device.atomic import atomic_write
 from device.classifier import Category, Classifier
-from device.errors import UserError
+from device.errors import UserError, one_line
 from device.prefetch import map_ahead
 
 FORMATS = ("csv", "jsonl")
@@ -88,6 +91,31 @@ def format_for(path: Path | None, chosen: str | None) -> str:
                         f"use .csv or .jsonl, or --format csv|jsonl") from None
 
 
+class OutputError(UserError):
+    """The records cannot be written: no such folder, a read-only one, a directory in the way, a full disk."""
+
+
+@contextlib.contextmanager
+def records_output(path: Path | None) -> Iterator[IO[str]]:
+    """Standard output, or a temporary file beside `path` that replaces it when the block succeeds.
+
+    Entered before any work, so a folder that is missing or read-only, or a `path` that is a directory,
+    is refused before the first image. Every write in the block goes here, so an `OSError` in it (a full
+    disk) is a failure to write: one `OutputError`, an old `path` left as it was.
+    """
+    name = "standard output" if path is None else f"--out {path}"
+    if path is not None and path.is_dir():
+        raise OutputError(f"{name}: is a directory")
+    try:
+        with atomic_write(path, newline="") if path else contextlib.nullcontext(sys.stdout) as file:
+            yield file
+            file.flush()
+    except BrokenPipeError:
+        raise  # a reader that stopped early (`| head`): the command line ends quietly
+    except OSError as error:
+        raise OutputError(f"cannot write {name}: {error.strerror or one_line(error)}") from None
+
+
 class RecordWriter:
     """Writes results as JSON Lines, or as CSV with columns path, top1, score1, …, topK, scoreK,
     latency_ms, error (empty cells where a file has fewer categories, or failed)."""
@@ -122,11 +150,8 @@ class Tally:
     images: int = 0
     skipped: list[dict] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
-    confusion: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.evaluate:
-            self.confusion = np.zeros((len(self.labels), len(self.labels) + 1), dtype=int)  # last: no category
+    truths: list[int] = field(default_factory=list)
+    predictions: list[int] = field(default_factory=list)  # len(labels): no category
 
     def add(self, result: ImageResult) -> None:
         if result.error:
@@ -136,9 +161,8 @@ class Tally:
         predicted = result.top[0].label if result.top else None
         self.counts[predicted] += 1
         if self.evaluate:
-            truth = self.labels.index(result.path.split("/")[0])
-            column = result.top[0].index if result.top else len(self.labels)
-            self.confusion[truth, column] += 1
+            self.truths.append(self.labels.index(result.path.split("/")[0]))
+            self.predictions.append(result.top[0].index if result.top else len(self.labels))
 
     def summary(self) -> dict:
         elapsed = time.perf_counter() - self.started
@@ -151,13 +175,14 @@ class Tally:
             "images_per_second": round(self.images / elapsed, 2) if elapsed > 0 else None,
         }
         if self.evaluate:
-            truths = self.confusion.sum(axis=1)
-            correct = np.diag(self.confusion[:, :len(self.labels)])
-            summary["accuracy"] = round(float(correct.sum() / max(truths.sum(), 1)), 4)
-            summary["recall"] = {label: round(float(correct[i] / truths[i]), 4)
-                                 for i, label in enumerate(self.labels) if truths[i]}
+            # "no category" is one more class, which no image truly is: its row goes, its column stays.
+            confusion = evaluation.confusion_matrix(self.truths, self.predictions, len(self.labels) + 1)[:-1]
+            summary["accuracy"] = evaluation.accuracy(confusion)
+            summary["recall"] = {label: scores["recall"]
+                                 for label, scores in evaluation.per_label(confusion, self.labels).items()
+                                 if scores["support"]}
             summary["confusion"] = {"labels": list(self.labels), "columns": [*self.labels, "(none)"],
-                                    "matrix": self.confusion.tolist()}
+                                    "matrix": confusion.tolist()}
         return summary
 
 

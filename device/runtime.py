@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 from device import native_stderr
 from device.errors import UserError
+from device.metadata import read_model_file
+from device.options import check_number
 
 
 class RuntimeMissingError(UserError):
@@ -71,11 +73,9 @@ def default_threads() -> int:
 def load_interpreter(model: bytes | str | os.PathLike, threads: int | None = None) -> Any:
     """A ready (tensors allocated) interpreter for a model (its bytes or its path), on `threads` threads."""
     if not isinstance(model, bytes):
-        with open(model, "rb") as file:
-            model = file.read()
+        model = read_model_file(model)
     threads = default_threads() if threads is None else threads
-    if threads < 1:
-        raise UserError(f"--threads must be at least 1, not {threads}")
+    check_number("--threads", threads, minimum=1)
     if is_tensorflow():  # it is the fallback on purpose: its advice to move to LiteRT is noise here
         warnings.filterwarnings("ignore", r"\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
     interpreter_class = importlib.import_module(_runtime().module).Interpreter

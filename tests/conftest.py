@@ -1,12 +1,15 @@
 """Fixtures every area shares: real flower photos, the reference model, and CI strictness."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import signal
 import socket
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -95,3 +98,32 @@ def reference_model() -> Path:
     path = SHARED / "models" / "model-maker-flowers-int8.tflite"
     require(path.is_file(), f"reference model not found at {path}")
     return path
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Iterator[Path]:
+    """A folder on a tiny tmpfs filled to its last page: writing there fails with ENOSPC, as on a full SD card.
+
+    Deleting `filler` in it makes room; `fill_disk` fills it again."""
+    require(os.geteuid() == 0 and shutil.which("mount") is not None, "root and mount(8), to mount a small tmpfs")
+    folder = tmp_path / "full"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k,mode=0777", "bloomkit-full-disk", str(folder)],
+                   check=True)
+    try:
+        fill_disk(folder)
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write `folder/filler` until the file system holding it has no space left."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while os.write(fd, bytes(4096)):
+            pass
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)

@@ -71,9 +71,7 @@ def tflite_with_metadata(keras_model, labels: Sequence[str], name: str, input_si
                          quantization_config: QuantizationConfig | None, version: str = "v1") -> bytes:
     """The finished model file: converted, labels and normalization embedded, input quantization checked."""
     model = convert_to_tflite(keras_model, quantization_config, input_size, mean, std)
-    description = f"Identify the most prominent object in the image from a set of {len(labels)} categories."
-    model = write_metadata(model, labels, mean=mean, std=std, name=name, version=version,
-                           description=description)
+    model = write_metadata(model, labels, mean=mean, std=std, name=name, version=version)
     _check_input_is_the_pixel(model, mean, std)
     return model
 
@@ -91,10 +89,6 @@ def _check_input_is_the_pixel(model: bytes, mean: Sequence[float], std: Sequence
         raise RuntimeError(
             f"the {tensor.dtype} input is quantized with scale {tensor.scale} and zero point "
             f"{tensor.zero_point}, not as the normalization (1/{std[0]}, {expected_zero_point})")
-
-
-def labels_text(labels: Sequence[str]) -> str:
-    return "".join(f"{label}\n" for label in labels)
 
 
 def save_saved_model(keras_model, path: str | os.PathLike) -> None:

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from device.atomic import atomic_write
 from device.errors import UserError
+from device.metadata import labels as labels_txt
 import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
 import keras
 import tensorflow as tf
 from trainer import frozen_features
 from trainer.data import DataLoader, check_batch_fits, photo_errors
-from trainer.export import ExportFormat, labels_text, save_saved_model, tflite_with_metadata
+from trainer.export import ExportFormat, save_saved_model, tflite_with_metadata
 from trainer.quantization import QuantizationConfig
 from trainer.tflite_eval import tflite_scores
 
@@ -258,8 +259,8 @@ class ImageClassifier:
             with atomic_write(export_dir / tflite_filename, "wb") as file:
                 file.write(model)
         if ExportFormat.LABEL in formats:
-            with atomic_write(export_dir / label_filename) as file:
-                file.write(labels_text(self.index_to_label))
+            with atomic_write(export_dir / label_filename, "wb") as file:
+                file.write(labels_txt.to_bytes(self.index_to_label))
         if ExportFormat.SAVED_MODEL in formats:
             save_saved_model(self.model, export_dir / saved_model_filename)
 

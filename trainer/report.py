@@ -1,6 +1,7 @@
 """What a run leaves beside the model: report.json, a confusion-matrix plot and the training curves.
 
-Needs no TensorFlow: `trainer evaluate` uses the same metrics.
+Needs no TensorFlow. The metrics are `device.evaluation`'s (re-exported here for the trainer's callers), the
+same `device classify --eval` reports.
 """
 from __future__ import annotations
 
@@ -13,31 +14,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from device.atomic import atomic_write
+from device.evaluation import accuracy, confusion_matrix, per_label  # noqa: F401 (re-exported)
 
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion_matrix.png"
 CURVES_FILE = "training_curves.png"
-
-
-def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> np.ndarray:
-    """counts[true label, predicted label]."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (np.asarray(truth), np.asarray(predicted)), 1)
-    return counts
-
-
-def per_label(counts: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall and support of each label (precision 0 for a label never predicted)."""
-    hits = np.diag(counts)
-    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
-    return {label: {"precision": round(float(hits[i] / predicted[i]) if predicted[i] else 0.0, 4),
-                    "recall": round(float(hits[i] / actual[i]) if actual[i] else 0.0, 4),
-                    "support": int(actual[i])}
-            for i, label in enumerate(labels)}
-
-
-def accuracy(counts: np.ndarray) -> float:
-    return round(float(np.trace(counts) / counts.sum()), 4) if counts.sum() else 0.0
 
 
 def write_report(export_dir: str | os.PathLike, report: Mapping, labels: Sequence[str], counts: np.ndarray,

@@ -3,7 +3,7 @@ releases and venvs under the deploy root, the service manager, and what listens 
 
 The workstation sends this file's text with `python3 -c` before anything of ours is on the host, so it
 imports nothing of ours and keeps to old syntax: a Python too old to run bloomkit still gets reported.
-Usage: facts.py ROOT FAILED_MARKER HEALTHZ_URL UNIT
+Usage: facts.py ROOT FAILED_MARKER HEALTHZ_URL UNIT DAEMON_HOST DAEMON_PORT
 """
 import json
 import os
@@ -47,12 +47,10 @@ def healthz_of(url):
         return None
 
 
-def port_taken(url):
+def port_taken(host, port):
     """Whether anything accepts connections on the daemon's address (ours or not)."""
-    address = url.split("//", 1)[1].split("/", 1)[0]
-    host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+        socket.create_connection((host, int(port)), timeout=2).close()
         return True
     except (OSError, ValueError):
         return False
@@ -84,13 +82,13 @@ def os_name():
     return platform.system()
 
 
-def facts(root, failed_marker, healthz_url, unit):
+def facts(root, failed_marker, healthz_url, unit, daemon_host, daemon_port):
     probe = root
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     disk = os.statvfs(probe)
     manifest = read_json(os.path.join(root, "current", "manifest.json"))
-    taken = port_taken(healthz_url)
+    taken = port_taken(daemon_host, daemon_port)
     try:
         import ensurepip  # noqa: F401
         import venv  # noqa: F401
@@ -113,4 +111,4 @@ def facts(root, failed_marker, healthz_url, unit):
 
 
 if __name__ == "__main__":
-    print(json.dumps(facts(*sys.argv[1:5])))
+    print(json.dumps(facts(*sys.argv[1:7])))

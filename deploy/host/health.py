@@ -72,6 +72,10 @@ def wait_healthy(url, expected=None, timeout=60.0, root=None, manager="pidfile")
     deadline = time.monotonic() + timeout
     while True:
         body, reason = probe(url)
+        rejected = (body or {}).get("rejected_model") or {}
+        if expected is not None and rejected.get("sha256") == expected:  # no use waiting: it said so at once
+            reason = "the daemon cannot load the new model (%s)" % rejected.get("reason")
+            break
         if reason is None and expected is not None:
             serving = (body.get("model") or {}).get("sha256")
             if serving != expected:

@@ -25,7 +25,7 @@ import zipfile
 
 import health
 import service as pidfile
-from layout import FAILED_MARKER, INCOMING_PREFIX, LAUNCHER, SYSTEMD_UNIT, Layout, previous_release, to_prune
+from layout import INCOMING_PREFIX, LAUNCHER, SYSTEMD_UNIT, Layout, previous_release, to_prune
 
 UNIT = os.path.basename(SYSTEMD_UNIT)
 USER = "bloomkit"   # the unit's User=
@@ -130,8 +130,12 @@ def place(layout, version):
 
 
 def install(layout, version):
-    """An upload in releases/.incoming-VERSION (its venv's wheelhouse beside it if new) made a release."""
+    """An upload in releases/.incoming-VERSION (its venv's wheelhouse in wheelhouses/KEY/ if its requirements
+    are new) made a release, every file's sha256 checked first."""
     verify(layout, version)
+    key = read_manifest(layout.incoming(version))["venv"]
+    if not venv_complete(layout, key) and os.path.isdir(layout.wheelhouse(key)):
+        check_sums(layout.wheelhouse(key))
     unpack(layout.incoming(version))
     place(layout, version)
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from device.classifier import Classifier
     from device.runtime import default_threads
 
-    threads = args.threads or default_threads()
+    threads = default_threads() if args.threads is None else args.threads
     classifier = Classifier(args.model, labels_file=args.labels, threads=threads)
     results = bench.run(classifier, args.images, args.runs, threads)
     if args.json:

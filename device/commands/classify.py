@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -37,22 +36,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from device import classify
-    from device.atomic import atomic_write
     from device.classifier import Classifier
+    from device.metadata import labels as labels_txt
 
     if args.json and args.out is None:
         raise UserError("--json prints the summary on standard output: give --out for the records")
     record_format = classify.format_for(args.out, args.format)
     files = classify.list_files(args.folder, exclude=[args.out] if args.out else [])
     classifier = Classifier(args.model, labels_file=args.labels, threads=args.threads, top_k=args.top_k,
-                            score_threshold=args.threshold, allow=_names(args.allow), deny=_names(args.deny))
+                            score_threshold=args.threshold, allow=labels_txt.from_options(args.allow or ()),
+                            deny=labels_txt.from_options(args.deny or ()))
     if args.eval:
         classify.check_eval_layout(args.folder, files, classifier.labels)
-
     tally = classify.Tally(classifier.labels, evaluate=args.eval)
-    output = atomic_write(args.out, newline="") if args.out else contextlib.nullcontext(sys.stdout)
-    with output as file, tqdm(total=len(files), unit="img", file=sys.stderr,
-                              disable=not sys.stderr.isatty(), leave=False) as progress:
+    with classify.records_output(args.out) as file, \
+            tqdm(total=len(files), unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False) as progress:
         writer = classify.RecordWriter(file, record_format, args.top_k or len(classifier.labels))
         for result in classify.classify_files(classifier, args.folder, files):
             writer.write(result)
@@ -66,10 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if summary["images"] == 0:
         raise UserError(f"{args.folder}: none of its {len(files)} files is a readable image")
     return 0
-
-
-def _names(options: list[str] | None) -> list[str]:
-    return [name.strip() for option in options or () for name in option.split(",") if name.strip()]
 
 
 def _print_summary(summary: dict, out) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from device.errors import UserError, one_line
 from device.hostport import HostPortError, parse_host_port
+from device.metadata import labels as labels_txt
+from device.options import check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,6 +44,7 @@ class Settings:
     smooth: int = 0
     ema: float | None = None
     jsonl: str | None = None
+    jsonl_max_mb: float = 10.0
     on_change: bool = False
     http: str = "127.0.0.1:8080"
     stream_fps: float = 10.0
@@ -51,20 +54,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.smooth and self.ema is not None:
             raise ConfigError("--smooth and --ema are two ways to smooth: pick one")
-        if self.ema is not None and not 0.0 < self.ema <= 1.0:
-            raise ConfigError(f"--ema {self.ema}: alpha must be in (0, 1]")
-        if self.top_k < 1:
-            raise ConfigError(f"--top-k {self.top_k}: must be at least 1")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"--threshold {self.threshold}: must be between 0 and 1")
+        check_number("--ema", self.ema, above=0, maximum=1)
         for name in ("smooth", "source_fps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
-        for name in ("stream_fps", "max_frame_gap"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads {self.threads}: must be at least 1")
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
+        for name in ("stream_fps", "max_frame_gap", "jsonl_max_mb"):
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), above=0)
+        # --top-k, --threshold and --threads are the classifier's, checked when it loads the model (first).
         if self.http != "off":
             http_address(self.http)
         if self.data_dir is not None:
@@ -112,6 +107,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth", type=int, metavar="N", help="average the scores of the last N frames")
     parser.add_argument("--ema", type=float, metavar="ALPHA", help="exponential moving average of the scores")
     parser.add_argument("--jsonl", metavar="PATH", help="write results as JSON Lines to PATH (- for stdout)")
+    parser.add_argument("--jsonl-max-mb", type=float, metavar="MB",
+                        help="start a new --jsonl file beyond this size, keeping one old one as PATH.1 (default 10)")
     parser.add_argument("--on-change", action="store_true", default=None,
                         help="write a result only when the top label changes (to stdout unless --jsonl)")
     parser.add_argument("--http", metavar="HOST:PORT", help="live page and API address (default 127.0.0.1:8080; off)")
@@ -132,8 +129,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         raise ConfigError("no model: give --model FILE (or `model` in the config file)")
     for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated, or both
         if name in values:
-            labels = (label.strip() for text in values[name] for label in text.split(","))
-            values[name] = tuple(label for label in labels if label)
+            values[name] = labels_txt.from_options(values[name])
     return Settings(**values)
 
 
@@ -204,6 +200,8 @@ def _read(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ConfigError(f"config {path}: name it .toml, .yaml or .yml")
+    if path.exists() and not path.is_file():  # reading /dev/zero or a FIFO would never end
+        raise ConfigError(f"config {path}: not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

@@ -15,7 +15,7 @@ from device.daemon.models import ModelWatcher
 from device.daemon.outputs import ChangeEvents, JsonLines, result_record
 from device.daemon.smoothing import Smoother, make_smoother
 from device.daemon.sources import Frame, FrameSource
-from device.daemon.stats import LatencyHistogram, RollingRate
+from device.daemon.stats import EventCount, LatencyHistogram, RollingRate
 from device.errors import UserError
 
 FRESH_FOR_S = 2.0  # a frame older than this (or three source intervals) means frames are not flowing
@@ -30,6 +30,7 @@ class Counters:
     inferences: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     rate: RollingRate = field(default_factory=RollingRate)
+    http_disconnects: EventCount = field(default_factory=EventCount)
 
 
 class Daemon:
@@ -45,7 +46,7 @@ class Daemon:
         self.started = time.monotonic()
         self._smoother = self._new_smoother()
         jsonl = settings.jsonl or ("-" if settings.on_change else None)  # events go to stdout unless told
-        self._jsonl = JsonLines(jsonl) if jsonl else None
+        self._jsonl = JsonLines(jsonl, max_bytes=int(settings.jsonl_max_mb * 1e6)) if jsonl else None
         self._changes = ChangeEvents() if settings.on_change else None
         self._latest: dict | None = None
         self._last_latency = 0.0
@@ -137,8 +138,14 @@ class Daemon:
                 "version": classifier.info.version,
                 "sha256": classifier.model_sha256,
             },
+            "rejected_model": self.models.rejected,  # {"sha256", "reason"} of a new file that does not load
             "source": self.source.name,
             "fps": round(self.counters.rate.per_second(), 2),
             "frames": self.frames.received,
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "warnings": [self._jsonl.problem] if self._jsonl and self._jsonl.problem else [],  # ok, but losing data
         }
+
+    @property
+    def jsonl(self) -> JsonLines | None:
+        return self._jsonl

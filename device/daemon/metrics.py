@@ -35,6 +35,13 @@ def render(daemon: Daemon) -> str:
            [("", daemon.models.reloads)])
     metric("bloomkit_model_reload_failures_total", "counter", "Changed model files that failed to load.",
            [("", daemon.models.failed_reloads)])
+    jsonl = daemon.jsonl
+    metric("bloomkit_jsonl_records_lost_total", "counter", "Results --jsonl could not write (a full disk, a closed pipe).",
+           [("", jsonl.lost if jsonl else 0)])
+    metric("bloomkit_jsonl_rotations_total", "counter", "Times the --jsonl file reached --jsonl-max-mb and was rotated.",
+           [("", jsonl.rotations if jsonl else 0)])
+    metric("bloomkit_http_disconnects_total", "counter", "HTTP clients that went away before their answer was sent.",
+           [("", daemon.counters.http_disconnects.value)])
     model = health["model"]
     info = ",".join(f'{key}="{_escape(str(model[key]))}"' for key in ("name", "version", "sha256", "path"))
     metric("bloomkit_model_info", "gauge", "The model in use.", [(f"{{{info}}}", 1)])

@@ -110,6 +110,12 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
         server_version = "bloomkit"
         timeout = 10  # seconds a client may stall a read or a write before its thread gives up
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):  # the client went away mid-answer: counted, not logged
+                server.daemon.counters.http_disconnects.add()
+
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]
             if path == "/":
@@ -130,6 +136,8 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
 
+        do_HEAD = do_GET  # monitoring tools probe with HEAD: the same status and headers, no body (see _send)
+
         def _send_json(self, status: HTTPStatus, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")
 
@@ -139,13 +147,16 @@ def _handler_for(server: LiveServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _stream(self) -> None:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             sent = -1
             try:
                 while not server.closing.is_set():

@@ -5,6 +5,7 @@ rest of the daemon never has to think about colour order again.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -12,7 +13,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -186,22 +187,19 @@ class OpenCVSource:
         # not found", "Connection refused"); the one-line error says it better. OpenCV reads FFmpeg's level
         # once, at its first FFmpeg open, so it is set here, before any; a user's own setting wins.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        try:
+        with _opencv_silenced():
             if isinstance(self._target, str) and "://" in self._target:  # never hang on a dead host
                 return cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, STREAM_TIMEOUTS_MS)
             return cv2.VideoCapture(self._target)
-        finally:
-            cv2.utils.logging.setLogLevel(level)
 
     def read(self) -> Frame:
         if self._ended:
             raise FrameUnavailable("the video has ended")
-        ok, bgr = self._capture.read()
-        if not ok and self._loop:
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        with _opencv_silenced():  # a stream that stalls: "[ WARN ] … Stream timeout triggered after 2000 ms"
             ok, bgr = self._capture.read()
+            if not ok and self._loop:
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, bgr = self._capture.read()
         if not ok or bgr is None:
             self._ended = not self._retry
             raise FrameUnavailable("the video has ended" if self._ended else f"{self._kind} delivers no frames")
@@ -255,6 +253,18 @@ class FolderSource:
 
     def close(self) -> None:
         self._images = []
+
+
+@contextlib.contextmanager
+def _opencv_silenced() -> Iterator[None]:
+    """OpenCV's own log lines off during the block: what they say, the daemon says in one line of its own
+    (the reason on /healthz). OpenCV's log level is its own switch, so no descriptor is swapped for it."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def _even(value: int) -> int:

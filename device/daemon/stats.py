@@ -1,4 +1,4 @@
-"""Rolling frame rate and an inference latency histogram (the numbers /metrics and the live page show)."""
+"""Rolling frame rate, an inference latency histogram and event counts (the numbers /metrics and the live page show)."""
 from __future__ import annotations
 
 import bisect
@@ -59,3 +59,15 @@ class LatencyHistogram:
             running += bucket
             rows.append((bound, running))
         return rows, count, total_s
+
+
+class EventCount:
+    """A count of events that several threads add to (such as HTTP clients that went away)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1

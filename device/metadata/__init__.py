@@ -6,11 +6,11 @@ the format as we implement it.
 """
 from device.metadata.errors import (LabelsMismatchError, MalformedMetadataError, MetadataError, NoMetadataError,
                                     NotTFLiteError, TruncatedModelError, UnsupportedModelError)
-from device.metadata.reader import ModelInfo, TensorInfo, read_model_info
+from device.metadata.reader import ModelInfo, TensorInfo, read_model_file, read_model_info
 from device.metadata.writer import write_metadata
 
 __all__ = [
-    "read_model_info", "write_metadata", "ModelInfo", "TensorInfo", "MetadataError", "NotTFLiteError",
+    "read_model_info", "read_model_file", "write_metadata", "ModelInfo", "TensorInfo", "MetadataError", "NotTFLiteError",
     "TruncatedModelError", "NoMetadataError", "LabelsMismatchError", "MalformedMetadataError",
     "UnsupportedModelError",
 ]

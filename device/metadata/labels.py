@@ -1,7 +1,7 @@
-"""labels.txt: one label a line, in the order of the model's output scores."""
+"""Label lists: labels.txt (one label a line, in the order of the model's output scores) and --allow/--deny."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from device.metadata.errors import MetadataError
 
@@ -23,3 +23,8 @@ def to_bytes(labels: Sequence[str]) -> bytes:
         if not label.strip() or "\n" in label or "\r" in label:
             raise MetadataError(f"label {label!r} is empty or spans lines")
     return "\n".join(labels).encode("utf-8")
+
+
+def from_options(values: Iterable[str]) -> tuple[str, ...]:
+    """Label names from a repeatable option such as --allow, each value naming one or more, comma-separated."""
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())

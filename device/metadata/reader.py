@@ -9,12 +9,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import stat
+from typing import BinaryIO, Iterator
+
 from device.metadata import archive, flatbuf, labels as labels_txt
 from device.metadata import schema as s
 from device.metadata.errors import (LabelsMismatchError, MalformedMetadataError, MetadataError, NoMetadataError,
                                     NotTFLiteError, TruncatedModelError, UnsupportedModelError)
 
 DEFAULT_FLOAT_NORMALIZATION = (127.5, 127.5)   # (mean, std): pixels to [-1, 1], the common float convention
+MAX_MODEL_BYTES = 2**31 - 1    # a FlatBuffer's offsets are signed 32-bit: no TFLite model is larger
+MAX_LABELS_BYTES = 2**24       # 16 MiB, room for a million labels
+NO_IDENTIFIER = "not a TFLite model (no TFL3 identifier)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +83,31 @@ def read_model_info(model: str | os.PathLike | bytes, labels_file: str | os.Path
     """
     if isinstance(model, bytes):
         return _read_model_info(model, labels_file)
+    data = read_model_file(model)
     try:
-        return _read_model_info(_read_file(model, "model"), labels_file)
+        return _read_model_info(data, labels_file)
     except MetadataError as error:
         raise type(error)(f"{os.fspath(model)}: {error}") from None
+
+
+def read_model_file(path: str | os.PathLike) -> bytes:
+    """A model file's bytes, refused before they are read when they cannot be a TFLite model.
+
+    A device or a pipe (/dev/zero never ends), a file larger than a FlatBuffer can be, or one without
+    the TFL3 identifier in its header is refused after reading at most 8 bytes, so a wrong path never
+    costs the memory of a whole file. Errors name the file.
+    """
+    try:
+        with _regular_file(path, "model") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_MODEL_BYTES:
+                raise NotTFLiteError(f"not a TFLite model ({size / 2**30:.1f} GiB; a FlatBuffer is under 2 GiB)")
+            if file.read(8)[4:8] != s.MODEL_IDENTIFIER:
+                raise NotTFLiteError(NO_IDENTIFIER)
+            file.seek(0)
+            return file.read()
+    except MetadataError as error:
+        raise type(error)(f"{os.fspath(path)}: {error}") from None
 
 
 def _read_model_info(data: bytes, labels_file: str | os.PathLike | None) -> ModelInfo:
@@ -138,7 +165,7 @@ def read_tensors(data: bytes) -> tuple[TensorInfo, TensorInfo]:
 def model_root(data: bytes) -> flatbuf.Table:
     """The root `Model` table, once the file identifier says this is TFLite."""
     if data[4:8] != s.MODEL_IDENTIFIER:
-        raise NotTFLiteError("not a TFLite model (no TFL3 identifier)")
+        raise NotTFLiteError(NO_IDENTIFIER)
     return flatbuf.root(data)
 
 
@@ -224,7 +251,7 @@ def _axis_labels_file(tensor: flatbuf.Table) -> str | None:
 
 def _labels(data: bytes, metadata: _Metadata | None, labels_file: str | os.PathLike | None) -> tuple[str, ...]:
     if labels_file is not None:
-        text, source = _read_file(labels_file, f"labels file {os.fspath(labels_file)}"), os.fspath(labels_file)
+        text, source = _read_labels_file(labels_file), os.fspath(labels_file)
     elif metadata is None:
         raise NoMetadataError("model has no metadata; name its labels file (--labels labels.txt)")
     elif metadata.labels_file is None:
@@ -240,12 +267,32 @@ def _labels(data: bytes, metadata: _Metadata | None, labels_file: str | os.PathL
     return labels
 
 
-def _read_file(path: str | os.PathLike, what: str) -> bytes:
+def _read_labels_file(path: str | os.PathLike) -> bytes:
+    what = f"labels file {os.fspath(path)}"
+    with _regular_file(path, what) as file:
+        data = file.read(MAX_LABELS_BYTES + 1)
+    if len(data) > MAX_LABELS_BYTES:
+        raise MetadataError(f"{what} is larger than {MAX_LABELS_BYTES // 2**20} MiB: not a labels file")
+    return data
+
+
+@contextlib.contextmanager
+def _regular_file(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
+    """`path` opened for reading if it is a regular file (opening a FIFO does not wait for a writer)."""
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise MetadataError(f"cannot read {what}: {error.strerror or error}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+        raise MetadataError(f"cannot read {what}: it is {kind}, not a file")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            yield file
+        except OSError as error:
+            raise MetadataError(f"cannot read {what}: {error.strerror or error}") from None
 
 
 @contextlib.contextmanager

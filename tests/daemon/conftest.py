@@ -1,6 +1,7 @@
 """Daemon test helpers: real flower photos, videos made from them, and `device run` in a subprocess."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,16 @@ LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 def photos(flowers_dir) -> dict[str, list[Path]]:
     """Three photos of each class, the same ones every run."""
     return {label: sorted((flowers_dir / label).glob("*.jpg"))[:3] for label in LABELS}
+
+
+@pytest.fixture
+def rose_folder(tmp_path, photos) -> Path:
+    """Three rose photos, for a `folder:` source."""
+    folder = tmp_path / "roses"
+    folder.mkdir()
+    for photo in photos["roses"]:
+        shutil.copy(photo, folder)
+    return folder
 
 
 def write_video(path: Path, images: list[Path], fps: int = 10, frames_each: int = 5, size=(320, 240)) -> Path:
@@ -36,8 +47,8 @@ def run_daemon():
     """Start `device run` processes; each is killed at the end of the test if still running."""
     started: list[DaemonProcess] = []
 
-    def start(*args: str, cwd: Path | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(*args, cwd=cwd)
+    def start(*args: str, **options) -> DaemonProcess:
+        daemon = DaemonProcess(*args, **options)
         started.append(daemon)
         return daemon
 

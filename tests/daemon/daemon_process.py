@@ -1,6 +1,7 @@
 """`device run` in a subprocess, for the daemon tests and benchmarks: its address, HTTP answers, shutdown."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -11,14 +12,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 
 class DaemonProcess:
     """`device run ARGS` in a subprocess, with its HTTP address read from its log."""
 
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None, stdout: int | IO = subprocess.DEVNULL) -> None:
         command = [sys.executable, "-m", "device.cli", "run", *args]
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE,
                                         text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.log: list[str] = []
         self.url: str | None = None
@@ -68,3 +70,34 @@ class DaemonProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """/metrics as {name with labels: value}."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def read_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def switch_symlink(link: Path, target: Path) -> None:
+    """Point `link` at `target` atomically, as a deploy switches `current`."""
+    staged = link.with_name(link.name + ".new")
+    staged.symlink_to(target)
+    os.replace(staged, link)
+
+
+def with_version(model: Path, path: Path, version: str) -> Path:
+    """Write to `path` the model `model` under another metadata version, as a new release brings it."""
+    from device.metadata import read_model_info, write_metadata
+
+    data = model.read_bytes()
+    info = read_model_info(data)
+    path.write_bytes(write_metadata(data, info.labels, mean=info.mean, std=info.std, name="flowers", version=version))
+    return path

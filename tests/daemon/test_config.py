@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
 
 from device.daemon.config import ConfigError, Settings, add_options, resolve
+from device.errors import UserError
 
 
 def parse(*argv: str) -> Settings:
@@ -67,15 +69,39 @@ def test_missing_config_file(tmp_path):
         parse("--config", str(tmp_path / "absent.toml"))
 
 
+def test_a_config_that_is_not_a_regular_file_is_not_read(tmp_path):
+    os.mkfifo(tmp_path / "device.toml")  # reading it would wait for a writer forever
+    (tmp_path / "zero.toml").symlink_to("/dev/zero")  # and this would never end
+    for name in ("device.toml", "zero.toml"):
+        with pytest.raises(ConfigError, match=f"config .*{name}: not a regular file"):
+            parse("--config", str(tmp_path / name))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--smooth", "3", "--ema", "0.5"], "pick one"),
-    (["--ema", "1.5"], "alpha must be in"),
+    (["--ema", "1.5"], "--ema 1.5: must be positive and at most 1"),
+    (["--ema", "nan"], "--ema nan: must be a finite number"),
     (["--http", "8080"], "expected HOST:PORT"),
-    (["--max-frame-gap", "0"], "must be positive"),
+    (["--max-frame-gap", "0"], "--max-frame-gap 0.0: must be positive"),
+    (["--max-frame-gap", "inf"], "--max-frame-gap inf: must be a finite number"),
+    (["--source-fps", "nan"], "--source-fps nan: must be a finite number"),
+    (["--source-fps", "inf"], "--source-fps inf: must be a finite number"),
+    (["--source-fps", "-1"], "--source-fps -1.0: must be at least 0"),
+    (["--stream-fps=-inf"], "--stream-fps -inf: must be a finite number"),
+    (["--smooth", "-2"], "--smooth -2: must be at least 0"),
+    (["--jsonl-max-mb", "0"], "--jsonl-max-mb 0.0: must be positive"),
 ])
 def test_bad_values_are_one_line_errors(argv, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError) as error:
         parse("--model", "m.tflite", *argv)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_nan_in_a_config_file_is_refused_too(tmp_path):
+    config = tmp_path / "device.toml"
+    config.write_text('model = "m.tflite"\nsource_fps = nan\n')  # TOML has nan and inf literals
+    with pytest.raises(UserError, match="--source-fps nan: must be a finite number"):
+        parse("--config", str(config))
 
 
 @pytest.mark.parametrize("source, anchored", [

@@ -12,18 +12,9 @@ import time
 
 import pytest
 
-from device.metadata import read_model_info, write_metadata
 from tests.conftest import require
 from tests.daemon.conftest import write_video
-
-
-@pytest.fixture
-def rose_folder(tmp_path, photos):
-    folder = tmp_path / "roses"
-    folder.mkdir()
-    for photo in photos["roses"]:
-        shutil.copy(photo, folder)
-    return folder
+from tests.daemon.daemon_process import parse_metrics, read_sha256, switch_symlink, with_version
 
 
 def test_serves_results_metrics_and_stops_cleanly_on_sigterm(run_daemon, reference_model, rose_folder, tmp_path):
@@ -71,10 +62,7 @@ def test_replacing_the_model_file_reloads_it_and_a_broken_one_is_refused(run_dae
     assert daemon.healthy()["model"]["version"] == "v1"
 
     # A deploy: the new release beside the old, then an atomic symlink switch.
-    model = reference_model.read_bytes()
-    info = read_model_info(model)
-    second = releases / "v2.tflite"
-    second.write_bytes(write_metadata(model, info.labels, mean=info.mean, std=info.std, name="flowers", version="v2"))
+    second = with_version(reference_model, releases / "v2.tflite", "v2")
     switch_symlink(current, second)
     health = daemon.wait_for(lambda: (lambda h: h["model"]["version"] == "v2" and h)(daemon.json("/healthz")[1]),
                              what="the reload")
@@ -156,27 +144,6 @@ def test_serves_on_an_ipv6_address(run_daemon, reference_model, rose_folder):
     daemon.healthy()
     assert re.fullmatch(r"http://\[::1\]:\d+", daemon.url)
     assert daemon.terminate() == 0
-
-
-def read_sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def switch_symlink(link, target) -> None:
-    staged = link.with_name(link.name + ".new")
-    staged.symlink_to(target)
-    os.replace(staged, link)
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def test_a_network_camera_that_goes_away_is_retried_then_recovers(run_daemon, reference_model, rose_folder):

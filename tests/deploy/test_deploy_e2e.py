@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -20,6 +21,7 @@ from deploy.build import sha256_file
 from deploy.inventory import Host
 from deploy.jobs.deploy import deploy_fleet
 from deploy.jobs.rollback import rollback_work
+from deploy.jobs.status import status_work
 from deploy.outline import run_on_hosts
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
@@ -143,6 +145,14 @@ def test_a_model_only_redeploy_reuses_the_venv_and_reloads_without_a_restart(fle
     assert list(venvs.iterdir()) == [venv] and (venv / ".complete").stat().st_mtime_ns == built
     assert os.readlink(Path(host.root) / "current" / "venv") == f"../../venvs/{venv.name}"
 
+    # More model-only redeploys than --keep: the release the daemon started from is pruned meanwhile, and
+    # it must still see `current` switch (its model path does not go through its own release).
+    for model in (models.first, models.second, models.first, models.second):
+        (result,) = deploy([host], model, builder)
+        assert result.status == OK and "restart" not in result.detail["stages"], result
+        assert healthz(host)["model"]["sha256"] == sha256_file(model)
+    assert daemon_pid(host) == pid
+
 
 def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, builder):
     host = fleet.hosts[0]
@@ -156,6 +166,14 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
     assert current(host) == before
     health = healthz(host)
     assert health["status"] == "ok" and health["model"]["sha256"] == sha256_file(models.second)
+
+    # With the daemon stopped, status quotes the current release's last log line, not the rolled-back
+    # release's "cannot load the model" logged just before it.
+    stop_daemon(Path(host.root))
+    (status,) = run_on_hosts([host], status_work)
+    assert (status.status, status.stage) == (FAILED, "health") and "no answer on " in status.reason
+    assert "cannot load the model" not in status.reason and "; log: " in status.reason, status.reason
+    fleet.lab.start_daemon(host)
 
     # The data directory is the daemon's, whichever release runs: a deploy and its rollback leave it alone.
     kept = Path(host.root) / "data" / "kept.txt"
@@ -301,3 +319,34 @@ def test_status_rollback_logs_and_keep_from_the_command_line(fleet, models, buil
         assert releases(host) == [current(host).removeprefix("releases/")]
         assert len(list((Path(host.root) / "venvs").iterdir())) == 1
 
+
+def test_another_daemon_answering_on_the_port_is_not_taken_for_this_releases(fleet, models, builder):
+    """The same release's daemon started by hand serves the same model on the port, while the service's
+    daemon is gone: status is not OK, and a deploy fails pre-flight instead of reporting OK over it."""
+    host = fleet.hosts[1]
+    deploy([host], models.first, builder)
+    root = Path(host.root)
+    before = current(host)
+    stop_daemon(root)
+    stranger = subprocess.Popen([str(root / "current" / "run-daemon")], cwd=root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                if healthz(host)["status"] == "ok":
+                    break
+            time.sleep(0.2)
+        assert healthz(host)["pid"] == stranger.pid and healthz(host)["model"]["sha256"] == sha256_file(models.first)
+        (status,) = run_on_hosts([host], status_work)
+        assert (status.status, status.stage) == (FAILED, "health")
+        assert f"another process answers on the port (pid {stranger.pid})" in status.reason, status.reason
+        (result,) = deploy([host], models.second, builder)
+        assert (result.status, result.stage) == (FAILED, "preflight")
+        assert result.reason.startswith(f"the daemon's port {host.daemon.port} is taken by a bloomkit daemon "
+                                        f"not started by {host.root} (pid {stranger.pid})"), result.reason
+        assert current(host) == before
+    finally:
+        os.killpg(stranger.pid, signal.SIGKILL)
+        stranger.wait()
+    fleet.lab.start_daemon(host)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from importlib.metadata import version
 
+import pytest
+
 from device.cli import main
 
 
@@ -34,3 +36,13 @@ def test_bench_needs_real_photos(reference_model, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("no photos here\n")
     assert main(["bench", str(reference_model), "--images", str(tmp_path)]) == 1
     assert "none of the files under --images is a readable image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--runs", "0"], "--runs 0: must be at least 1"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),  # once silently the default thread count
+    (["--threads", "-2"], "--threads -2: must be at least 1"),
+])
+def test_bench_refuses_unusable_numbers(flowers_dir, reference_model, capsys, option, message):
+    assert main(["bench", str(reference_model), "--images", str(flowers_dir / "daisy"), *option]) == 1
+    assert capsys.readouterr().err == f"device: error: {message}\n"

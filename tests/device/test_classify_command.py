@@ -1,8 +1,9 @@
-"""`device classify`: records for every file, errors listed not fatal, --eval, atomic output."""
+"""`device classify`: records for every file, errors listed not fatal, --eval, atomic output checked first."""
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from device.cli import main
-from tests.conftest import REPO, default_sigint
+from tests.conftest import REPO, default_sigint, fill_disk
 
 PER_LABEL = 3
 BAD_FILES = {"daisy/empty.jpg": "", "roses/truncated.jpg": None, "tulips/notes.txt": "not a photo\n"}
@@ -171,3 +172,74 @@ def test_piping_into_a_reader_that_stops_early_is_quiet(flowers_dir, reference_m
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 141
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: mode 555 binds everyone but root; /sys binds root too."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+@pytest.mark.parametrize("out, message", [
+    (lambda tmp: Path("/nonexistent/r.csv"), "cannot write --out /nonexistent/r.csv: No such file or directory"),
+    (lambda tmp: read_only_folder(tmp) / "r.csv", "cannot write --out {out}: Permission denied"),
+    (lambda tmp: (tmp / "r.csv").mkdir() or tmp / "r.csv", "--out {out}: is a directory"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_classifying(photo_folder, reference_model, tmp_path,
+                                                                        capsys, monkeypatch, out, message):
+    from device import classify as engine
+
+    def never(*args, **kwargs):
+        raise AssertionError("the images were classified before --out was checked")
+
+    monkeypatch.setattr(engine, "classify_files", never)
+    out = out(tmp_path)
+    assert classify(photo_folder, "--model", reference_model, "--out", out) == 1
+    assert capsys.readouterr().err == f"device: error: {message.format(out=out)}\n"
+
+
+def test_a_full_disk_under_out_is_one_line_and_keeps_the_old_file(photo_folder, reference_model, full_disk):
+    os.unlink(full_disk / "filler")
+    out = full_disk / "results.csv"
+    out.write_text("path,top1\nold,row\n")
+    fill_disk(full_disk)
+    result = run_device("classify", photo_folder, "--model", reference_model, "--out", out)
+    assert result.returncode == 1
+    assert result.stderr == f"device: error: cannot write --out {out}: No space left on device\n"
+    assert out.read_text() == "path,top1\nold,row\n"
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "results.csv"], "no temporary file left"
+
+
+def test_records_to_a_full_standard_output_are_one_line(photo_folder, reference_model):
+    with open("/dev/full", "w") as full:
+        result = run_device("classify", photo_folder, "--model", reference_model, stdout=full)
+    assert result.returncode == 1
+    assert result.stderr == "device: error: cannot write standard output: No space left on device\n"
+
+
+def test_a_summary_to_a_full_standard_output_is_one_line(photo_folder, reference_model, tmp_path):
+    with open("/dev/full", "w") as full:
+        result = run_device("classify", photo_folder, "--model", reference_model, "--out", tmp_path / "r.csv",
+                            stdout=full)
+    assert result.returncode == 1
+    assert result.stderr == "device: error: cannot write standard output: No space left on device\n"
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 5 * PER_LABEL + len(BAD_FILES), "records kept"
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--threshold", "nan"], "--threshold nan: must be a finite number"),
+    (["--threshold", "-0.1"], "--threshold -0.1: must be at least 0 and at most 1"),
+    (["--top-k", "0"], "--top-k 0: must be at least 1"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+])
+def test_numbers_that_are_not_usable_are_one_line(photo_folder, reference_model, capsys, option, message):
+    assert classify(photo_folder, "--model", reference_model, *option) == 1
+    assert capsys.readouterr().err == f"device: error: {message}\n"
+
+
+def run_device(*args, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "device.cli", *map(str, args)], cwd=REPO, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=120)

@@ -6,7 +6,7 @@ import pytest
 
 from device.classifier import Classifier
 from device.imaging import decode
-from device.metadata import read_model_info
+from device.metadata import archive, read_model_info
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,8 @@ def test_float_and_other_exports(tutorial_run, tmp_path):
     model.export(tmp_path, tflite_filename="float.tflite", quantization_config=None,
                  export_format=[ExportFormat.TFLITE, ExportFormat.LABEL, ExportFormat.SAVED_MODEL])
     model.export(tmp_path, tflite_filename="half.tflite", quantization_config=QuantizationConfig.for_float16())
-    assert (tmp_path / "labels.txt").read_text() == "daisy\ndandelion\nroses\nsunflowers\ntulips\n"
+    embedded = archive.read_file((tmp_path / "float.tflite").read_bytes(), "labels.txt")
+    assert (tmp_path / "labels.txt").read_bytes() == embedded == b"daisy\ndandelion\nroses\nsunflowers\ntulips"
     assert (tmp_path / "saved_model" / "saved_model.pb").is_file()
     float_info, half_info = read_model_info(tmp_path / "float.tflite"), read_model_info(tmp_path / "half.tflite")
     assert float_info.input.dtype == half_info.input.dtype == "float32"
