@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.daemon.daemon_process import DaemonProcess  # noqa: E402
+from testkit.daemon_process import DaemonProcess  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 REFERENCE_MODEL = SHARED / "models" / "model-maker-flowers-int8.tflite"

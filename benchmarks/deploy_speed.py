@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from deploy.build import Builder, Target  # noqa: E402
 from deploy.jobs.deploy import deploy_fleet  # noqa: E402
-from tests.deploy.cpubudget import MIN_CORES, unavailable_reason  # noqa: E402
-from tests.deploy.sshlab import keygen, make_lab, snapshot_sources, stop_daemon  # noqa: E402
+from testkit.cpubudget import MIN_CORES, unavailable_reason  # noqa: E402
+from testkit.sshlab import keygen, make_lab, snapshot_sources, stop_daemon  # noqa: E402
 
 MODEL = REPO.parent / "shared" / "models" / "model-maker-flowers-int8.tflite"
 PHOTOS = REPO.parent / "shared" / "data" / "flowers-mini"

@@ -34,8 +34,8 @@ from device.agent import fetch  # noqa: E402
 from device.agent.agent import Agent, AgentConfig  # noqa: E402
 from device.agent.manifest import key_id, load_public_key  # noqa: E402
 from device.agent.state import State  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.deploy.sshlab import snapshot_sources  # noqa: E402
+from testkit.processes import free_port  # noqa: E402
+from testkit.sshlab import snapshot_sources  # noqa: E402
 from tests.ota.device_lab import AgentFleet, publish, set_rollout  # noqa: E402
 from tests.ota.servers import CuttingProxy, start_nginx  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from device import imaging
-from tests.daemon.daemon_process import DaemonProcess
+from testkit.daemon_process import DaemonProcess
 
 LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 

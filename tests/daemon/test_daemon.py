@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import require
 from tests.daemon.conftest import write_video
-from tests.daemon.daemon_process import parse_metrics, read_sha256, switch_symlink, with_version
+from testkit.daemon_process import parse_metrics, read_sha256, switch_symlink, with_version
 
 
 def test_serves_results_metrics_and_stops_cleanly_on_sigterm(run_daemon, reference_model, rose_folder, tmp_path):

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO
-from tests.daemon.daemon_process import parse_metrics, read_sha256, switch_symlink, with_version
+from testkit.daemon_process import parse_metrics, read_sha256, switch_symlink, with_version
 
 HEALTH_SCRIPT = REPO / "deploy" / "host" / "health.py"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.deploy.sshlab import PHOTOS_PER_HOST, SSHD, keygen, make_lab, snapshot_sources
+from testkit.sshlab import PHOTOS_PER_HOST, SSHD, keygen, make_lab, snapshot_sources
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from deploy.jobs.status import status_work
 from deploy.outline import run_on_hosts
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
-from tests.deploy.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
+from testkit.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
                                  stop_daemon)
 
 pytestmark = pytest.mark.slow

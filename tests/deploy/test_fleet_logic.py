@@ -99,6 +99,16 @@ def ctrl_c_when(started: threading.Semaphore, count: int, times: int = 1) -> Non
     threading.Thread(target=press, daemon=True).start()
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, even when pytest inherited SIGINT ignored (a job
+    started in the background of a non-interactive shell does)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_stops_the_running_hosts_at_a_safe_point_and_reports_every_host():
     interrupt = Interrupt()
     job = Stoppable(interrupt)
@@ -111,6 +121,7 @@ def test_ctrl_c_stops_the_running_hosts_at_a_safe_point_and_reports_every_host()
     assert stop.results[2].reason == "interrupted before it started"
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_second_ctrl_c_stops_waiting_and_reports_the_running_hosts_in_their_stage():
     interrupt = Interrupt()
     job = Stoppable(interrupt, stubborn=True)

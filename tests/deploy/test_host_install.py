@@ -18,7 +18,7 @@ from deploy.host.layout import Layout
 from deploy.inventory import DaemonOptions, Host
 from deploy.releases import new_version, stage
 from tests.conftest import free_port
-from tests.deploy.sshlab import stop_daemon
+from testkit.sshlab import stop_daemon
 
 pytestmark = pytest.mark.slow
 

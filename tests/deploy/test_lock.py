@@ -17,7 +17,7 @@ from deploy.outline import run_on_hosts
 from deploy.report import FAILED
 from deploy.ssh import Remote, connect
 from deploy.steps import ANOTHER_DEPLOY, HostSteps
-from tests.deploy.sshlab import deploy_lock_held, run_fab
+from testkit.sshlab import deploy_lock_held, run_fab
 
 
 def locked_steps(host) -> HostSteps:

@@ -14,7 +14,7 @@ from deploy.jobs.deploy import deploy_fleet
 from deploy.report import FAILED
 from deploy.inventory import Host
 from deploy.ssh import Remote, connect
-from tests.deploy.sshlab import keygen, free_port, run_fab
+from testkit.sshlab import keygen, free_port, run_fab
 
 def test_a_trusted_host_runs_commands(lab):
     host = lab.host("pi1", lab.start_server("pi1"))

@@ -31,9 +31,18 @@ def tflite_support():
     return probe
 
 
+def quantization_normalization(model: Path) -> tuple[float, float]:
+    """The (mean, std) a model's quantized input stands for when it has no metadata: raw pixels, read as
+    (pixel - zero_point) * scale. Model Maker's is (0, 255); ours is what the converter chose."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    scale, zero_point = Interpreter(str(model)).get_input_details()[0]["quantization"]
+    return float(zero_point), 1 / scale
+
+
 @pytest.fixture(scope="session")
 def bare_model(reference_model, tflite_support, tmp_path_factory) -> Path:
-    """The reference model re-packed by tflite-support's own schema code without its metadata."""
+    """The flowers model re-packed by tflite-support's own schema code without its metadata."""
     out = tmp_path_factory.mktemp("bare") / "bare.tflite"
     tflite_support("strip", reference_model, out)
     return out

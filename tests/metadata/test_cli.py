@@ -18,6 +18,7 @@ from device import cli as device_cli
 from device.metadata import read_model_info
 from device.metadata import write_metadata
 from tests.device.tiny_models import channel_mean_model
+from tests.metadata.conftest import quantization_normalization
 from tests.metadata.conftest import FLOWERS
 from trainer import cli as trainer_cli
 
@@ -51,8 +52,8 @@ def trainer_metadata(cli):
     return functools.partial(cli, trainer_cli.main, "metadata")
 
 
-def test_info_for_people_and_for_scripts(reference_model, device):
-    shown = device("info", reference_model)
+def test_info_for_people_and_for_scripts(model_maker_model, device):
+    shown = device("info", model_maker_model)
     assert shown.returncode == 0, shown.stderr
     lines = dict(line.split(None, 1) for line in shown.stdout.splitlines() if not line.startswith("labels"))
     assert lines["name"] == "efficientnet_lite0"
@@ -63,7 +64,7 @@ def test_info_for_people_and_for_scripts(reference_model, device):
     column = len("normalization  ")   # the longest key, then the values, aligned
     assert all(line[column - 2:column] == "  " and line[column] != " " for line in shown.stdout.splitlines())
 
-    report = json.loads(device("info", reference_model, "--json").stdout)
+    report = json.loads(device("info", model_maker_model, "--json").stdout)
     assert report["labels"] == list(FLOWERS)
     assert report["input"] == {"name": "input_1", "shape": [1, 224, 224, 3], "dtype": "uint8",
                                "scale": pytest.approx(1 / 255), "zero_point": 0}
@@ -103,7 +104,8 @@ def test_trainer_metadata_round_trip_without_tensorflow(bare_model, tmp_path, tr
     assert "tensorflow imported: False" in done.stderr
     info = read_model_info(out)
     assert (info.name, info.version, info.author, info.labels) == ("flowers", "v3", "me", FLOWERS)
-    assert (info.mean, info.std) == ((0.0,), (pytest.approx(255.0),))   # from the uint8 input's quantization
+    mean, std = quantization_normalization(bare_model)
+    assert (info.mean, info.std) == ((mean,), (pytest.approx(std),))   # from the uint8 input's quantization
 
     done = trainer_metadata(out, "--labels", labels, "--mean", "127", "--std", "128", "-o", out)
     assert done.returncode == 0, done.stderr

@@ -8,12 +8,12 @@ import pytest
 
 from device.metadata import (LabelsMismatchError, MalformedMetadataError, MetadataError, NoMetadataError,
                              NotTFLiteError, TruncatedModelError, read_model_info)
-from tests.metadata.conftest import FLOWERS
+from tests.metadata.conftest import FLOWERS, quantization_normalization
 
 
-def test_reads_model_makers_metadata_as_tflite_support_prints_it(reference_model):
-    expected = json.loads(reference_model.with_suffix(".metadata.json").read_text())
-    info = read_model_info(reference_model)
+def test_reads_model_makers_metadata_as_tflite_support_prints_it(model_maker_model):
+    expected = json.loads(model_maker_model.with_suffix(".metadata.json").read_text())
+    info = read_model_info(model_maker_model)
     image, = expected["subgraph_metadata"][0]["input_tensor_metadata"]
     normalization = image["process_units"][0]["options"]
     assert info.has_metadata
@@ -47,7 +47,8 @@ def test_bare_model_needs_a_labels_file(bare_model, tmp_path):
     assert not info.has_metadata and info.name is None
     assert info.labels == FLOWERS
     # without metadata the input's quantization is the normalization: raw pixels in
-    assert info.mean == (0.0,) and info.std == pytest.approx((255.0,))
+    mean, std = quantization_normalization(bare_model)
+    assert info.mean == (mean,) and info.std == pytest.approx((std,))
 
 
 def test_labels_file_overrides_embedded_labels(reference_model, tmp_path):

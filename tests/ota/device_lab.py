@@ -111,7 +111,7 @@ class AgentFleet:
         return [n for n in names if self.status(n).get("release") == release and self.status(n).get("health") == "ok"]
 
     def close(self) -> None:
-        from tests.deploy.sshlab import stop_daemon
+        from testkit.sshlab import stop_daemon
 
         for agent in self.agents:
             agent.terminate()

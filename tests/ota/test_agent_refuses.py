@@ -17,7 +17,7 @@ from deploy.jobs.deploy import deploy_fleet
 from deploy.keys import keygen
 from device.agent.state import State
 from tests.conftest import free_port, require
-from tests.deploy.sshlab import make_lab
+from testkit.sshlab import make_lab
 from tests.ota.device_lab import agent_for, publish, serving
 
 pytestmark = pytest.mark.slow

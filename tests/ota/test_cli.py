@@ -10,7 +10,7 @@ from pathlib import Path
 
 from device.agent.manifest import verify
 from tests.conftest import free_port
-from tests.deploy.sshlab import run_fab
+from testkit.sshlab import run_fab
 from tests.ota.conftest import THIS_TARGET
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from deploy.build import sha256_file
 from device.agent.rollout import bucket
-from tests.deploy.sshlab import run_fab
+from testkit.sshlab import run_fab
 from tests.ota.device_lab import AgentFleet, publish, serving
 from tests.ota.test_agent_refuses import device  # noqa: F401 - its venv is the fleet's "image"
 

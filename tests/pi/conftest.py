@@ -1,5 +1,6 @@
-"""`arm64_pi`: the closest thing to a Raspberry Pi here, a Debian Bookworm arm64 root filesystem whose own
-sshd runs under qemu-user on a loopback port (scripts/arm64-pi; see docs/arm64-pi.md)."""
+"""`arm64_pi`: the closest thing to a Raspberry Pi here, a Debian arm64 root filesystem whose own sshd runs
+under qemu-user on a loopback port (scripts/arm64-pi; see docs/arm64-pi.md). Every test that uses it runs
+on both bases of Raspberry Pi OS: Bookworm (Python 3.11) and Trixie (Python 3.13, no tflite-runtime)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ BINFMT_ENTRY = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 BUILD_TIMEOUT_S = 20 * 60
 PI_UID = 1000  # the rootfs's `pi` user
 DEPLOY_ROOT = "/opt/bloomkit"
+SUITES = ("bookworm", "trixie")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Arm64Pi:
     user: str
     identity_file: Path
     known_hosts_file: Path
+    suite: str               # the Debian release the host's Pi OS is based on
     root_dir: str            # the deploy root on the host, owned by `user`
     filesystem: Path         # the host's / as seen from here (an overlay, thrown away at the end)
     run_dir: Path            # scripts/arm64-pi's state for this run
@@ -57,8 +60,8 @@ def arm64_pi_script(*args: str, timeout: float = 120) -> subprocess.CompletedPro
     return result
 
 
-def start_pi(base: Path) -> Arm64Pi:
-    """Start a run of the (built) rootfs on a free port, with a new client key, host key and known_hosts."""
+def start_pi(base: Path, suite: str) -> Arm64Pi:
+    """Start a run of the suite's (built) rootfs on a free port, with a new client key, host key and known_hosts."""
     base.mkdir(parents=True, exist_ok=True)
     identity = base / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bloomkit-test", "-f", str(identity)],
@@ -66,18 +69,20 @@ def start_pi(base: Path) -> Arm64Pi:
     port = free_port()
     # The run's mounts live in the script's own runs directory, not in pytest's tmp (which pytest deletes
     # later): after a crash, `scripts/arm64-pi stop` cleans up every run.
-    state = json.loads(arm64_pi_script("start", "--port", str(port), "--authorized-key", f"{identity}.pub",
+    state = json.loads(arm64_pi_script("start", "--suite", suite, "--port", str(port),
+                                       "--authorized-key", f"{identity}.pub",
                                        "--host-key-dir", str(base / "host-keys"), "--json").stdout)
     key_type, key = Path(state["host_key"]).read_text().split()[:2]
     known_hosts = base / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
     return Arm64Pi(host="127.0.0.1", port=port, user="pi", identity_file=identity, known_hosts_file=known_hosts,
-                   root_dir=DEPLOY_ROOT, filesystem=Path(state["root"]), run_dir=Path(state["run_dir"]))
+                   suite=suite, root_dir=DEPLOY_ROOT, filesystem=Path(state["root"]), run_dir=Path(state["run_dir"]))
 
 
-@pytest.fixture(scope="session")
-def arm64_pi(tmp_path_factory) -> Arm64Pi:
-    """Build (or reuse the cached) arm64 rootfs, run it as a host with per-run keys, stop it at the end."""
+@pytest.fixture(scope="session", params=SUITES)
+def arm64_pi(request, tmp_path_factory) -> Arm64Pi:
+    """Build (or reuse the cached) arm64 rootfs of each suite, run it as a host with per-run keys, stop it at
+    the end (pytest runs all of one suite's tests, then the other's)."""
     require(os.geteuid() == 0, "the arm64 host needs root (chroot, mount)")
     require(shutil.which("debootstrap") is not None, "debootstrap not installed: apt-get install debootstrap")
     require(shutil.which("qemu-aarch64-static") is not None,
@@ -86,8 +91,8 @@ def arm64_pi(tmp_path_factory) -> Arm64Pi:
             "no binfmt support for aarch64: apt-get install binfmt-support")
     require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
             "OpenSSH client not installed: apt-get install openssh-client")
-    arm64_pi_script("build", timeout=BUILD_TIMEOUT_S)
-    pi = start_pi(tmp_path_factory.mktemp("arm64-pi"))
+    arm64_pi_script("build", "--suite", request.param, timeout=BUILD_TIMEOUT_S)
+    pi = start_pi(tmp_path_factory.mktemp(f"arm64-pi-{request.param}"), request.param)
     try:
         # What the Pi's owner does once: `sudo install -d -o pi /opt/bloomkit`.
         pi.local(pi.root_dir).mkdir(parents=True)

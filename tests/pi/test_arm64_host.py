@@ -14,6 +14,11 @@ from tests.conftest import require
 from tests.pi.conftest import SCRIPT, arm64_pi_script, start_pi
 
 
+# Python and glibc of each Pi OS base.
+RELEASE_FACTS = {"bookworm": {"python": [3, 11], "libc": ["glibc", "2.36"]},
+                 "trixie": {"python": [3, 13], "libc": ["glibc", "2.41"]}}
+
+
 @pytest.mark.slow
 @pytest.mark.pi
 def test_the_host_looks_like_a_64_bit_pi_os(arm64_pi):
@@ -23,7 +28,7 @@ def test_the_host_looks_like_a_64_bit_pi_os(arm64_pi):
               "'systemd': os.path.isdir('/run/systemd/system'), "
               "'model': open('/proc/cpuinfo').read().rpartition(': ')[2].strip()}))")
     facts = json.loads(arm64_pi.ssh(f'python3 -c "{script}"'))
-    assert facts == {"uname": "aarch64", "machine": "aarch64", "python": [3, 11], "libc": ["glibc", "2.36"],
+    assert facts == {"uname": "aarch64", "machine": "aarch64", **RELEASE_FACTS[arm64_pi.suite],
                      "user": "pi", "hostname": "raspberrypi",
                      # No systemd as PID 1: `fab deploy` must pick its pidfile service manager here.
                      "systemd": False, "model": "Raspberry Pi 4 Model B Rev 1.5"}
@@ -49,7 +54,7 @@ def _mounts_below(path: Path) -> list[str]:
 @pytest.mark.pi
 def test_stop_ends_what_a_crashed_run_left_behind(arm64_pi, tmp_path):
     # A second run beside the session's (arm64_pi made sure the rootfs is built).
-    pi = start_pi(tmp_path)
+    pi = start_pi(tmp_path, arm64_pi.suite)
     pi.ssh("setsid sleep 600 </dev/null >/dev/null 2>&1 &")  # detached, as a deployed daemon is
     sshd = json.loads(arm64_pi_script("status", "--run-dir", str(pi.run_dir), "--json").stdout)["pid"]
     os.kill(sshd, signal.SIGKILL)  # the run's owner died without stopping it

@@ -1,6 +1,8 @@
 """The promises the repository itself makes: a light device package, and CI running the README's command."""
 from __future__ import annotations
 
+import ast
+import os
 import re
 import subprocess
 import sys
@@ -41,3 +43,25 @@ def test_readme_quick_start_is_two_commands_train_then_test():
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert _readme_commands()[1] in ci
+
+
+def test_benchmarks_import_no_test_code():
+    offenders = []
+    for path in sorted((REPO / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
+                          if name.split(".")[0] in ("tests", "pytest", "conftest")]
+    assert offenders == [], "benchmarks share helpers through testkit/, not tests/"
+
+
+def test_in_ci_a_skip_is_a_failure(tmp_path):
+    test = tmp_path / "test_skips.py"
+    test.write_text("import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('no such tool')\n")
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider", str(test)]
+    for ci, summary in (("", "1 skipped"), ("true", "1 failed")):
+        result = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "CI": ci})
+        assert summary in result.stdout, result.stdout
+    assert "skipped in CI, where nothing may be: no such tool" in result.stdout

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from deploy.inventory import DaemonOptions, Host
 from deploy.host.layout import HOST_SCRIPTS
-from tests.conftest import default_sigint, free_port
-from tests.deploy.cpubudget import CpuBudget
+from testkit.cpubudget import CpuBudget
+from testkit.processes import default_sigint, free_port
 
 SSHD = Path("/usr/sbin/sshd")
 PHOTOS_PER_HOST = 4
