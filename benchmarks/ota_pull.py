@@ -36,8 +36,8 @@ from device.agent.manifest import key_id, load_public_key  # noqa: E402
 from device.agent.state import State  # noqa: E402
 from testkit.processes import free_port  # noqa: E402
 from testkit.sshlab import snapshot_sources  # noqa: E402
-from tests.ota.device_lab import AgentFleet, publish, set_rollout  # noqa: E402
-from tests.ota.servers import CuttingProxy, start_nginx  # noqa: E402
+from testkit.agentlab import AgentFleet, publish, set_rollout  # noqa: E402
+from testkit.webservers import CuttingProxy, start_nginx  # noqa: E402
 
 MODEL = REPO.parent / "shared" / "models" / "model-maker-flowers-int8.tflite"
 PHOTOS = REPO.parent / "shared" / "data" / "flowers-mini"

@@ -2,17 +2,14 @@
 it, and the deploy tests' build cache, photos, models and sshd lab (reused, not repeated)."""
 from __future__ import annotations
 
-import platform
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.conftest import builder, client_key, lab, models, photos, source_snapshot  # noqa: F401
-from tests.ota.servers import start_mosquitto, start_nginx
-
-# What this machine's loopback "devices" run: the build `fab publish --target` makes for them.
-THIS_TARGET = f"{platform.machine()}-cp{sys.version_info[0]}{sys.version_info[1]}-glibc2.36"
+from tests.conftest import require
+from testkit.agentlab import THIS_TARGET  # noqa: F401 - the tests' name for it
+from testkit.webservers import MOSQUITTO, NGINX, start_mosquitto, start_nginx
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +34,8 @@ def nginx(tmp_path):
     """Start nginx on a store folder: `nginx(root)` → the server (stopped after the test)."""
     started = []
 
+    require(NGINX.exists(), "nginx not installed (/usr/sbin/nginx): apt-get install nginx")
+
     def start(root: Path):
         server = start_nginx(root, tmp_path / f"nginx-{len(started)}")
         started.append(server)
@@ -48,6 +47,7 @@ def nginx(tmp_path):
 
 @pytest.fixture
 def mosquitto(tmp_path):
+    require(MOSQUITTO.exists(), "mosquitto not installed (/usr/sbin/mosquitto): apt-get install mosquitto")
     server = start_mosquitto(tmp_path / "mosquitto")
     yield server
     server.stop()

@@ -11,8 +11,8 @@ import pytest
 
 from deploy.build import sha256_file
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
-from tests.ota.device_lab import agent_for, publish, serving, set_rollout
-from tests.ota.servers import CuttingProxy
+from testkit.agentlab import agent_for, publish, serving, set_rollout
+from testkit.webservers import CuttingProxy
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from deploy.keys import keygen
 from device.agent.state import State
 from tests.conftest import free_port, require
 from testkit.sshlab import make_lab
-from tests.ota.device_lab import agent_for, publish, serving
+from testkit.agentlab import agent_for, publish, serving
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def test_a_replayed_older_manifest(fresh, tmp_path, nginx, models, builder, sign
     store = tmp_path / "store"
     publish(store, models.second, builder, signing_key, percent=0)
     old = (store / "channels" / "stable.json").read_bytes()
-    from tests.ota.device_lab import set_rollout
+    from testkit.agentlab import set_rollout
     set_rollout(store, signing_key, 0)                      # serial 2
     agent = agent_for(fresh, f"{nginx(store).url}/channels/stable.json", trusted)
     assert agent.check() == "waiting"                       # not in a 0% rollout

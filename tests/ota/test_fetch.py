@@ -8,7 +8,7 @@ import os
 import pytest
 
 from device.agent import fetch
-from tests.ota.servers import CuttingProxy
+from testkit.webservers import CuttingProxy
 
 SIZE = 8 << 20
 

@@ -13,7 +13,7 @@ import pytest
 from deploy.build import sha256_file
 from device.agent.rollout import bucket
 from testkit.sshlab import run_fab
-from tests.ota.device_lab import AgentFleet, publish, serving
+from testkit.agentlab import AgentFleet, publish, serving
 from tests.ota.test_agent_refuses import device  # noqa: F401 - its venv is the fleet's "image"
 
 pytestmark = pytest.mark.slow

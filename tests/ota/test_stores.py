@@ -18,7 +18,7 @@ from deploy.stores import StoreError, channel_key, open_store
 from device.agent.manifest import verify
 from tests.conftest import free_port
 from tests.ota.conftest import THIS_TARGET
-from tests.ota.servers import wait_for_port
+from testkit.webservers import wait_for_port
 
 
 def publish_to(store, model, builder, key):

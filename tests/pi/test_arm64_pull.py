@@ -30,7 +30,7 @@ def fab(*args: str, cache: Path) -> subprocess.CompletedProcess:
 
 def test_the_arm64_host_pulls_a_signed_release_from_nginx(pi, reference_model, flowers_dir, tmp_path):  # noqa: F811
     from device.metadata import read_model_info, write_metadata
-    from tests.ota.servers import start_nginx
+    from testkit.webservers import start_nginx
 
     photos = pi.local(PHOTOS)
     photos.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
-"""Devices for the agent tests: a deploy root on this machine with its daemon running (first installed by
+"""Devices for the agent tests and benchmarks/ota_pull.py: a deploy root on this machine with its daemon running (first installed by
 `fab deploy` over a real sshd, or by the agent itself), and the agent pointed at a store nginx serves."""
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +14,9 @@ from deploy.keys import signer
 from deploy.publish import change_rollout, parse_target, publish_release
 from deploy.stores import open_store
 from device.agent.agent import Agent, AgentConfig
-from tests.ota.conftest import THIS_TARGET
+
+# What this machine's loopback "devices" run: the build `fab publish --target` makes for them.
+THIS_TARGET = f"{platform.machine()}-cp{sys.version_info[0]}{sys.version_info[1]}-glibc2.36"
 
 
 def healthz(http: str) -> dict | None:
@@ -76,7 +80,7 @@ class AgentFleet:
 
     def __init__(self, base: Path, names: list[str], photos: Path, *, venv: Path | None = None,
                  fps: float = 1.0) -> None:
-        from tests.conftest import free_port
+        from testkit.processes import free_port
 
         self.roots, self.https, self.agents = {}, {}, []
         for name in names:
@@ -93,7 +97,6 @@ class AgentFleet:
     def start(self, channel_url: str, public_key: Path, *, interval: float, mqtt: str | None = None,
               names: list[str] | None = None) -> None:
         import subprocess
-        import sys
 
         for name in names or list(self.roots):
             root = self.roots[name]

@@ -1,4 +1,4 @@
-"""Real servers for the OTA tests, each on a free loopback port with its files in a temporary folder:
+"""Real servers for the OTA tests and benchmarks, each on a free loopback port with its files in a temporary folder:
 Debian's nginx serving a release store, Mosquitto for the agents' reports, a proxy that cuts downloads."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port, require
+from testkit.processes import free_port
 
 NGINX = Path("/usr/sbin/nginx")
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -52,7 +52,6 @@ class Server:
 def start_nginx(root: Path, directory: Path) -> Server:
     """nginx in the foreground, as this user, serving `root` (ETag, Last-Modified and Range as it always does),
     with its pid, logs and temp paths under `directory`."""
-    require(NGINX.exists(), "nginx not installed (/usr/sbin/nginx): apt-get install nginx")
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -72,7 +71,6 @@ def start_nginx(root: Path, directory: Path) -> Server:
 
 
 def start_mosquitto(directory: Path) -> Server:
-    require(MOSQUITTO.exists(), "mosquitto not installed (/usr/sbin/mosquitto): apt-get install mosquitto")
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (directory / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
