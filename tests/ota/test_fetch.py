@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -60,8 +61,11 @@ def test_a_conditional_get_of_an_unchanged_channel_is_a_304(tmp_path, nginx):
     assert first.data and first.etag and first.last_modified
     again = fetch.get_channel(f"{server.url}/channels/stable.json", first.etag, first.last_modified)
     assert again.data is None and again.bytes_received == 0
-    log = (tmp_path / "nginx-0" / "access.log").read_text().splitlines()
-    assert [line.split('"')[2].split()[0] for line in log] == ["200", "304"]
+    log = tmp_path / "nginx-0" / "access.log"
+    deadline = time.monotonic() + 10          # nginx logs a request just after answering it
+    while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [line.split('"')[2].split()[0] for line in log.read_text().splitlines()] == ["200", "304"]
 
 
 def test_a_store_that_is_down_is_reported_as_such(tmp_path):
