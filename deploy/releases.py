@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.build import Wheelhouse, sha256_file, write_sums
-from deploy.host.layout import LAUNCHER, MODEL_NAME
+from deploy.host.layout import DEVICE_ARGS, LAUNCHER, MODEL_NAME
 from deploy.inventory import Host
 
 
@@ -85,5 +85,11 @@ def _launcher(host: Host, config_name: str | None) -> str:
             'if [ -n "$STATE_DIRECTORY" ]; then export PYTHONPYCACHEPREFIX="$STATE_DIRECTORY/pycache"; fi\n'
             "# The model through `current`: a model-only deploy switches it and the daemon reloads it, no restart.\n"
             "# The data directory is outside the releases: kept across deploys and rollbacks.\n"
+            "# Device-local options last, so they win: the data folder's daemon.args, one per line (a pulled\n"
+            "# release is the same for every device; each keeps its own port and camera there).\n"
+            "set --\n"
+            f'if [ -f "$root/{DEVICE_ARGS}" ]; then\n'
+            f'    while IFS= read -r option; do set -- "$@" "$option"; done < "$root/{DEVICE_ARGS}"\n'
+            "fi\n"
             f'exec "$here/venv/bin/python" -m device.cli run --model "$root/current/{MODEL_NAME}"{config} '
-            f'--data-dir "$root/data" {shlex.join(options)}\n')
+            f'--data-dir "$root/data" {shlex.join(options)} "$@"\n')

@@ -109,6 +109,8 @@ NUMBERS = {
     "--lines": (int, 1, None, True),
     "--health-timeout": (float, 0, None, False),
     "--max-failures": (float, 0, 1, True),
+    "--valid-days": (float, 0, 3650, False),
+    "--wait": (float, 0, None, True),
 }
 
 
@@ -218,6 +220,10 @@ def status(c, inventory=None, group=None, parallel="4", json_=False, accept_new_
         if r.ok:
             d = r.detail
             r.reason = f"{d['model']} {d['model_version'] or ''} sha256 {str(d['sha256'])[:12]}, {d['fps']:.1f} fps"
+            if d.get("agent"):
+                a = d["agent"]
+                r.reason += (f"; agent: release {a.get('release') or '-'}, {a.get('state')}"
+                             + (f" ({a['last_error']})" if a.get("last_error") else ""))
     finish(results, False)
 
 

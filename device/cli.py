@@ -6,7 +6,7 @@ from typing import Sequence
 
 from device.subcommands import run_cli
 
-COMMANDS = ("info", "classify", "bench", "run")
+COMMANDS = ("info", "classify", "bench", "run", "agent")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

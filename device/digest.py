@@ -1,4 +1,4 @@
-"""The one way to take a file's sha256 (models, releases, samples, photos), read a block at a time."""
+"""The one way to take a file's sha256 (models, releases, downloads, samples, photos), read a block at a time."""
 from __future__ import annotations
 
 import hashlib

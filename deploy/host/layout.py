@@ -9,7 +9,8 @@ layout, read by the workstation (to upload and to show commands) and by the scri
     <root>/venvs/<key>/          dependencies, shared by every release with the same requirements
     <root>/wheelhouses/<key>/    uploaded wheels, removed once their venv is built
     <root>/data/                 the daemon's files (`device run --data-dir`): outside the releases, kept
-                                 across deploys and rollbacks, writable by the service user
+                                 across deploys and rollbacks, writable by the service user; daemon.args
+                                 (this device's own daemon options) and agent/ (the update agent's state)
     <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's log
     <root>/.deploy.lock          held (flock) by the deploy or rollback running on the host, if any
 
@@ -23,6 +24,8 @@ HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the 
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
 LAUNCHER = "run-daemon"
 INCOMING_PREFIX = ".incoming-"
+DEVICE_ARGS = "data/daemon.args"          # this device's own `device run` options, one per line (docs/ota.md)
+AGENT_STATUS = "data/agent/status.json"   # the update agent's report (`device agent`)
 
 
 class Layout:

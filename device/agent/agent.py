@@ -1,0 +1,265 @@
+"""The agent's loop: poll the channel, decide, fetch what is missing, install, report.
+
+Every refusal leaves the device on the release it runs, with the reason in the status file and the log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import sys
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from device.agent import fetch, mqtt
+from device.agent.install import install
+from device.agent.manifest import RELEASE_FILES, WHEELHOUSE, Channel, ManifestError, verify
+from device.agent.rollout import in_rollout
+from device.agent.state import State, Status, now_iso
+from device.digest import sha256_file
+from device.errors import UserError, one_line
+
+log = logging.getLogger("bloomkit.agent")
+
+MAX_BACKOFF_S = 3600
+DISK_MARGIN = 64 << 20
+VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size (as fab deploy reckons)
+
+
+class Refused(UserError):
+    """The channel offers something this device will not install; it stays on its release."""
+
+
+@dataclass
+class AgentConfig:
+    channel_url: str                      # …/channels/<name>.json; the store's objects are beside channels/
+    trusted: dict[str, bytes]             # key id → raw Ed25519 public key
+    root: Path                            # the deploy root (releases/, current, venvs/, data/)
+    device_id: str
+    daemon_http: str = "127.0.0.1:8080"   # where this device's daemon answers /healthz
+    interval: float = 300.0
+    jitter: float = 0.1                   # each wait is interval × (1 ± jitter): a fleet does not poll in step
+    mqtt: str | None = None
+    health_timeout: float = 60.0
+    python: str = "python3"               # the host's Python, as `fab deploy` uses it
+    machine: str = field(default_factory=platform.machine)
+    python_version: tuple[int, int] = tuple(sys.version_info[:2])
+    glibc: tuple[int, int] = field(default_factory=lambda: tuple(
+        int(n) for n in (platform.libc_ver()[1] or "0.0").split(".")[:2]))
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.root / "data" / "agent"
+
+    @property
+    def store_url(self) -> str:
+        return self.channel_url.rsplit("/channels/", 1)[0]
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.dir = config.agent_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state = State.load(self.dir / "state.json")
+        self.status = Status(config.device_id, config.channel_url.rsplit("/", 1)[-1].removesuffix(".json"),
+                             release=self.state.release or None)
+        self._reported: Status | None = None
+        self.failures_in_a_row = 0
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Check, wait the interval (with jitter, longer while the store is down), until `stop` is set."""
+        while not stop.is_set():
+            self.check()
+            stop.wait(self.next_wait())
+
+    def next_wait(self) -> float:
+        """The poll interval with jitter; after the store was down, doubling up to an hour."""
+        base = min(self.config.interval * 2 ** self.failures_in_a_row, max(MAX_BACKOFF_S, self.config.interval))
+        return base * random.uniform(1 - self.config.jitter, 1 + self.config.jitter)
+
+    def check(self) -> str:
+        """One poll and whatever it leads to; returns the state reported."""
+        self.status.last_check = now_iso()
+        try:
+            self._check()
+            self.failures_in_a_row = 0
+        except fetch.StoreDown as error:
+            self.failures_in_a_row += 1
+            self._set("store-down", str(error))
+        except (Refused, ManifestError, fetch.DownloadError, fetch.DiskFull) as error:
+            self._set("refused", str(error))
+        except OSError as error:             # the device's own disk or files
+            self._set("refused", f"{one_line(error)}")
+        self._observe_current()
+        self._report()
+        return self.status.state
+
+    def _set(self, state: str, error: str | None) -> None:
+        self.status.state, self.status.last_error = state, error
+        if error:
+            log.warning("%s: %s", state, error)
+
+    def _check(self) -> None:
+        c = self.config
+        poll = fetch.get_channel(c.channel_url, self.state.etag, self.state.last_modified)
+        if poll.data is None:                            # unchanged: one 304, nothing else
+            if self.status.state in ("starting", "installed"):
+                self._set("idle", None)
+            return
+        channel = verify(poll.data, c.trusted)
+        self.status.offered_release = channel.release
+        serial = channel.payload.get("serial", 0)
+        if serial < self.state.serial:
+            raise Refused(f"manifest serial {serial} is below {self.state.serial}, already seen: a replay, refused")
+        self.state.serial = serial
+        self._decide(channel)
+        self.state.etag, self.state.last_modified = poll.etag, poll.last_modified   # acted on: 304s from now
+        self.state.save(self.dir / "state.json")
+
+    def _decide(self, channel: Channel) -> None:
+        c = self.config
+        installed = self.state.release
+        if channel.release < installed:
+            raise Refused(f"release {channel.release} is not above the installed {installed}: a downgrade or "
+                          "replay, refused (a rollback is published as a new, higher release)")
+        if channel.release == installed:
+            self._set("idle", None)
+            return
+        if str(channel.release) in self.state.failed:
+            self._set("failed", f"release {channel.release} failed here: {self.state.failed[str(channel.release)]}; "
+                                "waiting for a newer one")
+            self.status.failed_release = channel.release
+            return
+        if channel.rollout.get("halted"):
+            self._set("waiting", None)
+            return
+        if not in_rollout(c.device_id, channel.rollout["percent"]):
+            self._set("waiting", None)
+            return
+        target = channel.target(c.machine, c.python_version, c.glibc)
+        if target is None:
+            built = ", ".join(f"{t['machine']} Python {t['python'][0]}.{t['python'][1]} glibc "
+                              f"{t['glibc'][0]}.{t['glibc'][1]}" for t in channel.payload["targets"])
+            raise Refused(f"release {channel.release} has no build for {c.machine} Python "
+                          f"{c.python_version[0]}.{c.python_version[1]} glibc {c.glibc[0]}.{c.glibc[1]} "
+                          f"(built for: {built})")
+        self._install(channel, target)
+
+    # --- fetching and installing ------------------------------------------------------------------
+    def _install(self, channel: Channel, target: dict) -> None:
+        c, root = self.config, self.config.root
+        version = channel.version
+        need_venv = not (root / "venvs" / target["venv"] / ".complete").is_file()
+        wanted = dict(target[RELEASE_FILES])
+        wheels = dict(target[WHEELHOUSE]) if need_venv else {}
+        objects = self.dir / "objects"
+        objects.mkdir(exist_ok=True)
+        local = self._local_files()
+        missing = {f["sha256"]: f["size"] for f in [*wanted.values(), *wheels.values()]
+                   if f["sha256"] not in local and not (objects / f["sha256"]).is_file()}
+        self._check_disk(sum(missing.values()), sum(f["size"] for f in wheels.values()))
+        self._set("downloading", None)
+        for digest, size in missing.items():
+            fetch.download(f"{c.store_url}/objects/{digest}", objects / digest, digest, size)
+        incoming = root / "releases" / f".incoming-{version}"
+        shutil.rmtree(incoming, ignore_errors=True)
+        incoming.mkdir(parents=True)
+        for name, f in wanted.items():
+            self._place(f["sha256"], incoming / name, local, objects)
+        (incoming / "run-daemon").chmod(0o755)
+        if wheels:
+            house = root / "wheelhouses" / target["venv"]
+            shutil.rmtree(house, ignore_errors=True)
+            house.mkdir(parents=True)
+            for name, f in wheels.items():
+                self._place(f["sha256"], house / name, local, objects)
+        wheel = next(name for name in wanted if name.endswith(".whl"))
+        self._set("installing", None)
+        answer = install(root, version, wheel, f"http://{c.daemon_http}/healthz", c.health_timeout, python=c.python)
+        shutil.rmtree(objects, ignore_errors=True)
+        if answer["ok"]:
+            self.state.release, self.state.version = channel.release, version
+            self.status.release, self.status.failed_release = channel.release, None
+            self._set("installed", None)
+            log.info("installed release %d (%s)", channel.release, version)
+            return
+        reason = f"{answer.get('stage')}: {answer.get('reason')}"
+        self.state.failed[str(channel.release)] = reason
+        self.status.failed_release = channel.release
+        rolled_back = answer.get("new") is not None and answer.get("stage") != "install"
+        self._set("rolled-back" if rolled_back else "failed", f"release {channel.release}: {reason}")
+
+    def _local_files(self) -> dict[str, Path]:
+        """sha256 → a file of the current release with that content: copied, not downloaded again."""
+        current = self.config.root / "current"
+        try:
+            manifest = json.loads((current / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {digest: current / name for name, digest in manifest.get("files", {}).items()}
+
+    @staticmethod
+    def _place(digest: str, destination: Path, local: dict[str, Path], objects: Path) -> None:
+        """Put a verified file at `destination`: a download (hard-linked), else the current release's copy,
+        checked again since it lives on a disk anyone with root could have changed."""
+        downloaded = objects / digest
+        if downloaded.is_file():
+            try:
+                os.link(downloaded, destination)
+            except OSError:                      # another file system (a separate data partition)
+                shutil.copyfile(downloaded, destination)
+            return
+        shutil.copyfile(local[digest], destination)
+        if sha256_file(destination) != digest:
+            raise fetch.DownloadError(f"the current release's {destination.name} changed on disk: refused")
+
+    def _check_disk(self, download_bytes: int, wheel_bytes: int) -> None:
+        objects = self.dir / "objects"
+        free = min(_free(self.config.root), _free(objects))
+        needed = download_bytes + wheel_bytes * VENV_GROWTH + DISK_MARGIN
+        if free < needed:
+            raise fetch.DiskFull(f"disk too full: {free >> 20} MB free, this release needs {needed >> 20} MB")
+
+    # --- reporting ----------------------------------------------------------------------------------
+    def _observe_current(self) -> None:
+        """The release `current` points at and what the daemon says now (one local request)."""
+        current = self.config.root / "current"
+        self.status.version = os.path.basename(os.readlink(current)) if current.is_symlink() else None
+        try:
+            with urllib.request.urlopen(f"http://{self.config.daemon_http}/healthz", timeout=2) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            body = _json_or_none(error)
+        except (OSError, ValueError):
+            body = None
+        self.status.health = "unknown" if body is None else "ok" if body.get("status") == "ok" else "unhealthy"
+        self.status.model_sha256 = ((body or {}).get("model") or {}).get("sha256")
+
+    def _report(self) -> None:
+        self.status.write(self.dir / "status.json")
+        if self.config.mqtt and self.status.changed_from(self._reported):
+            try:
+                mqtt.publish_retained(self.config.mqtt, self.config.device_id, self.status.as_report())
+                self._reported = replace(self.status)
+            except mqtt.MqttError as error:
+                log.warning("report not sent: %s", error)
+
+
+def _free(path: Path) -> int:
+    stat = os.statvfs(path if path.exists() else path.parent)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _json_or_none(error) -> dict | None:
+    try:
+        return json.loads(error.read())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,69 @@
+"""What the agent remembers between polls (`state.json`) and what it reports (`status.json`), both in
+`<root>/data/agent/`, written atomically. `fab status` reads the status file over SSH."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from device.atomic import atomic_write
+
+
+@dataclass
+class State:
+    """Kept across restarts: never go below a serial or release seen, never retry a release that failed here."""
+
+    serial: int = 0                    # the highest manifest serial verified: an older manifest is a replay
+    release: int = 0                   # the release number installed by the agent (0: none yet)
+    version: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)     # release number → why it failed here
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "State":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def save(self, path: Path) -> None:
+        with atomic_write(path) as file:
+            json.dump(asdict(self), file, indent=1)
+
+
+@dataclass
+class Status:
+    """The device's report: the status file, and the retained MQTT message."""
+
+    device: str
+    channel: str
+    release: int | None = None          # installed release number
+    version: str | None = None          # the `current` release's name
+    model_sha256: str | None = None
+    health: str = "unknown"             # ok | unhealthy | unknown
+    state: str = "starting"             # idle | waiting | refused | store-down | installed | rolled-back | failed
+    last_check: str | None = None
+    last_error: str | None = None
+    failed_release: int | None = None   # the channel's release that failed on this device, if it did
+    offered_release: int | None = None  # the channel's release at the last check
+
+    def as_report(self) -> dict:
+        return asdict(self)
+
+    def changed_from(self, other: "Status | None") -> bool:
+        """Worth a new MQTT message: anything but the time of the check."""
+        if other is None:
+            return True
+        return {**asdict(self), "last_check": None} != {**asdict(other), "last_check": None}
+
+    def write(self, path: Path) -> None:
+        with atomic_write(path) as file:
+            json.dump(self.as_report(), file, indent=1)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
