@@ -15,7 +15,7 @@ import sys
 import time
 
 STOP_TIMEOUT_S = 10
-START_TIMEOUT_S = 10
+START_TIMEOUT_S = 120  # a loaded host may take long to start Python; start() returns as soon as the pid is written
 MAX_LOG_BYTES = 5 * 1024 * 1024
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)   # after the 1st, 2nd, … failure in a row; the last one repeats
 STABLE_S = 60                          # a daemon that ran this long before failing starts the delays afresh
