@@ -32,7 +32,8 @@ def paths(root):
 
 def _alive(pidfile, markers):
     """The pid in `pidfile` if that process is alive and is what `markers` say, else None (a stale pidfile is
-    removed). A pid now used by another program, or a zombie, does not count."""
+    removed). A pid now used by another program, or a zombie, does not count. A process in the middle of an
+    exec (the launcher becoming `device.cli run`) shows an empty command line for a moment: it is alive."""
     try:
         with open(pidfile) as file:
             pid = int(file.read().strip())
@@ -41,8 +42,10 @@ def _alive(pidfile, markers):
         with open("/proc/%d/stat" % pid) as file:
             state = file.read().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError):
-        command, state = b"", ""
-    if not any(marker in command for marker in markers) or state == "Z":
+        command, state = None, ""
+    if command == b"" and state not in ("Z", "X"):
+        return pid
+    if command is None or not any(marker in command for marker in markers) or state in ("Z", "X"):
         if os.path.exists(pidfile):
             os.remove(pidfile)
         return None

@@ -20,7 +20,7 @@ from tests.pi.test_arm64_deploy import HEALTH_TIMEOUT_S, PHOTOS, SOURCE_FPS, _ge
 pytestmark = [pytest.mark.slow, pytest.mark.pi]
 
 DEPLOY_TIMEOUT_S = 15 * 60
-PI_TARGET = "aarch64-cp311-glibc2.36"     # the rootfs is Debian Bookworm arm64
+PI_TARGETS = {"bookworm": "aarch64-cp311-glibc2.36", "trixie": "aarch64-cp313-glibc2.41"}  # each rootfs's Python and glibc
 
 
 def fab(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -57,7 +57,7 @@ def test_the_arm64_host_pulls_a_signed_release_from_nginx(pi, reference_model, f
                                       name=info.name, version="v2"))
     store = tmp_path / "store"
     published = fab("publish", "--model", str(second), "--store", str(store), "--key", str(key),
-                    "--target", PI_TARGET, "--inventory", str(inventory), cache=cache)
+                    "--target", PI_TARGETS[pi.suite], "--inventory", str(inventory), cache=cache)
     assert published.returncode == 0, published.stderr
     server = start_nginx(store, tmp_path / "nginx")      # the chroot shares this machine's loopback
     try:
