@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from device import imaging
-from device.daemon.collect import CollectError, CollectSettings, Collector, collect_settings
+from device.daemon.collect import Collector
+from device.daemon.collect_config import CollectError
 from device.errors import UserError
 from device.daemon.sampling import policy_from
 from device.daemon.sources import Frame
@@ -55,7 +56,7 @@ def wait_until(condition, timeout=10.0):
 
 
 def collector(folder: Path, budget: int = 200_000_000, **policy) -> Collector:
-    return Collector(CollectSettings(folder, policy_from(**policy), budget), "folder:test")
+    return Collector(folder, policy_from(**policy), budget, "folder:test")
 
 
 def test_a_sample_is_the_full_frame_and_a_sidecar_with_every_score(tmp_path, frame):
@@ -159,14 +160,14 @@ def test_collect_settings_default_folder_and_bad_values(tmp_path):
     from tests.daemon.test_config import parse
 
     settings = parse("--model", "m.tflite", "--data-dir", str(tmp_path), "--collect")
-    assert collect_settings(settings).folder == tmp_path / "samples"
-    assert collect_settings(settings).budget_bytes == 200_000_000
-    assert collect_settings(parse("--model", "m", "--collect", "x", "--collect-budget-mb", "0.5")).budget_bytes == 500_000
+    assert settings.collect.samples_folder(settings.data_dir) == tmp_path / "samples"
+    assert settings.collect.budget_bytes == 200_000_000
+    assert parse("--model", "m", "--collect", "x", "--collect-budget-mb", "0.5").collect.budget_bytes == 500_000
     with pytest.raises(CollectError, match="--collect needs a folder"):
         parse("--model", "m.tflite", "--collect")
-    with pytest.raises(CollectError, match="--collect-budget-mb -5: must be positive"):
+    with pytest.raises(UserError, match="--collect-budget-mb -5.0: must be positive"):
         parse("--model", "m.tflite", "--collect", "x", "--collect-budget-mb", "-5")
-    assert collect_settings(parse("--model", "m.tflite")) is None
+    assert not parse("--model", "m.tflite").collect.enabled
 
 
 def test_collect_options_in_a_config_file(tmp_path):
@@ -177,9 +178,10 @@ def test_collect_options_in_a_config_file(tmp_path):
     config.write_text('model = "m.tflite"\ndata_dir = "data"\ncollect = true\ncollect-uncertain = "0.2:0.5"\n'
                       'collect_labels = ["roses", "tulips"]\ncollect_on_change = true\ncollect_max_per_hour = 30\n'
                       'collect_budget_mb = 50\n')
-    settings = collect_settings(parse("--config", str(config)))
-    assert settings.folder == tmp_path / "data" / "samples" and settings.budget_bytes == 50_000_000
-    policy = settings.policy
+    settings = parse("--config", str(config))
+    assert settings.collect.samples_folder(settings.data_dir) == tmp_path / "data" / "samples"
+    assert settings.collect.budget_bytes == 50_000_000
+    policy = settings.collect.policy
     assert policy.band == (0.2, 0.5) and policy.labels == {"roses", "tulips"} and policy.on_change
     assert policy.caps[1] == (30, 3600.0)
     config.write_text('model = "m.tflite"\ncollect = "kept"\ncollect_uncertain = "0.9:0.2"\n')
