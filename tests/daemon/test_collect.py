@@ -80,7 +80,27 @@ def test_a_sample_is_the_full_frame_and_a_sidecar_with_every_score(tmp_path, fra
     stats = c.stats()
     assert stats["kept"]["uncertain"] == 1 and stats["samples"] == 1
     assert stats["bytes"] == sum(p.stat().st_size for p in (tmp_path / "samples").iterdir())
-    assert stats["recent"][0]["name"] == name and imaging.decode(c.thumbnail(name)).shape[1] == 160
+    assert stats["recent"][0]["name"] == name and "width" not in stats["recent"][0]
+    thumbnail = imaging.decode(c.thumbnail(name))
+    assert thumbnail.shape[1] == 160
+    small = imaging.resize(frame.view, (thumbnail.shape[0], 160))
+    assert np.abs(thumbnail.astype(int) - small.astype(int)).mean() < 12, "the frame's colours, small"
+
+
+def test_a_thumbnail_is_made_only_when_asked_and_the_worker_yields_the_cpu_to_inference(tmp_path, frame):
+    c = collector(tmp_path)
+    for number in range(2):
+        c.offer(frame, unsure(), Model(), number)
+    wait_until(lambda: c.store.count == 2)
+    worker = Path(f"/proc/self/task/{c._worker.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(worker[16]) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10), "the worker's nice value"
+    c.close()
+    first, second = complete_names(tmp_path)
+    assert all("thumbnail" not in sample for sample in c.recent), "no thumbnail before the page asks"
+    assert c.thumbnail(second).startswith(b"\xff\xd8") and c.thumbnail(second) is c.thumbnail(second)
+    for suffix in (IMAGE, SIDECAR):
+        (tmp_path / (first + suffix)).unlink()  # brought home by `fab collect`
+    assert c.thumbnail(first) is None and c.thumbnail("20990101T000000.000Z-000001") is None
 
 
 def test_the_budget_holds_and_the_oldest_samples_go_first(tmp_path, frame):
