@@ -139,11 +139,11 @@ def resolve(args: argparse.Namespace) -> Settings:
 def check_options(argv: list[str], config: Path | None = None) -> None:
     """Check `device run` options given elsewhere (a deploy inventory's `args` and config file) as the daemon
     will: every value in its range, before any host is touched. The model and the data directory are the
-    deploy's to give, and the host's folders are checked by the daemon when it starts."""
+    deploy's to give, and the host's own files (a `--config` in `argv` is one) are the daemon's to check."""
     parser = _FileParser(prog="device run", add_help=False)
     add_options(parser)
     args = parser.parse_args(argv)
-    args.config = config if args.config is None else args.config
+    args.config = config
     _settings(args, model=Path("model.tflite"))
 
 

@@ -94,6 +94,7 @@ def test_mistakes_are_one_line_errors(tmp_path, text, message):
     ("{args: [--collect-uncertain, '0.9:0.2']}", None, "host a: daemon: --collect-uncertain 0.9:0.2: need 0 <= LO"),
     ("{args: [--ema, '2']}", None, "host a: daemon: --ema 2.0: must be positive and at most 1$"),
     ("{args: [--collect]}", None, None),  # the deploy gives the daemon its data directory
+    ("{args: [--config, /etc/bloomkit/device.toml]}", None, None),  # a file on the host: the daemon's to read
 ])
 def test_daemon_option_values_are_range_checked_at_load_as_device_run_checks_them(tmp_path, daemon, config, message):
     path = write(tmp_path, f"hosts: {{a: {{daemon: {daemon}}}}}")
