@@ -118,6 +118,6 @@ def test_a_daemon_in_the_middle_of_its_exec_counts_as_running(tmp_path):
         pidfile.write_text(f"{daemon.pid}\n")
         deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline:
-            assert host_service._alive(str(pidfile), host_service.DAEMON_MARKERS) == daemon.pid
+            assert host_service._alive(str(pidfile), host_service.MARKERS["daemon"]) == daemon.pid
         daemon.wait()
-    assert host_service._alive(str(pidfile), host_service.DAEMON_MARKERS) is None and not pidfile.exists()
+    assert host_service._alive(str(pidfile), host_service.MARKERS["daemon"]) is None and not pidfile.exists()
