@@ -237,18 +237,13 @@ class Agent:
 
     @staticmethod
     def _place(digest: str, destination: Path, local: dict[str, Path], objects: Path) -> None:
-        """Put a verified file at `destination`: a download (hard-linked), else the current release's copy,
-        checked again since it lives on a disk anyone with root could have changed."""
+        """Copy a verified file into place, a download or else the current release's copy, and check it again
+        there: both live where they could be changed after their check (the staging area is in the data
+        directory, which under systemd the daemon's user owns), the copy in place only the agent writes."""
         downloaded = objects / digest
-        if downloaded.is_file():
-            try:
-                os.link(downloaded, destination)
-            except OSError:                      # another file system (a separate data partition)
-                shutil.copyfile(downloaded, destination)
-            return
-        shutil.copyfile(local[digest], destination)
+        shutil.copyfile(downloaded if downloaded.is_file() else local[digest], destination)
         if sha256_file(destination) != digest:
-            raise fetch.DownloadError(f"the current release's {destination.name} changed on disk: refused")
+            raise fetch.DownloadError(f"{destination.name} changed on disk after it was checked: refused")
 
     def _check_disk(self, download_bytes: int, wheel_bytes: int) -> None:
         objects = self.dir / "objects"

@@ -1,14 +1,10 @@
 """`fab deploy` installs the update agent from the inventory's `agent:` section, over a real sshd, as a second
 program of the pidfile manager: the agent polls a store `fab publish` wrote (served by real nginx) and installs
 the newer release; a redeploy without changes leaves it running; without the section it is stopped and
-removed. The systemd unit that runs it where there is systemd is checked by `systemd-analyze verify`."""
+removed (the systemd unit that runs it where there is systemd: test_agent_unit.py)."""
 from __future__ import annotations
 
-import configparser
 import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +12,8 @@ import pytest
 import yaml
 
 from deploy.build import sha256_file
-from tests.conftest import REPO, require
 from testkit.agentlab import publish, read_status, serving, set_rollout
 from testkit.sshlab import run_fab
-
-AGENT_UNIT = REPO / "device" / "systemd" / "bloomkit-agent.service"
 
 
 def agent_pid(root: Path) -> int | None:
@@ -42,7 +35,9 @@ def wait_for(condition, timeout: float = 180.0) -> bool:
     return condition()
 
 
-@pytest.mark.slow
+pytestmark = pytest.mark.slow
+
+
 def test_fab_deploy_installs_keeps_and_removes_the_agent(tmp_path, lab, builder, models, signing_key, nginx):
     store = tmp_path / "store"
     publish(store, models.second, builder, signing_key, percent=0)      # release 1, for no device yet
@@ -84,34 +79,3 @@ def test_fab_deploy_installs_keeps_and_removes_the_agent(tmp_path, lab, builder,
     assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)
     assert serving(host.daemon.http) == sha256_file(models.first)
 
-
-def unit_directives() -> dict[str, str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str
-    parser.read(AGENT_UNIT)
-    return dict(parser["Service"])
-
-
-def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
-    service = unit_directives()
-    assert service["ExecStart"] == "/opt/bloomkit/agent/run-agent" and service["Restart"] == "on-failure"
-    assert service["ProtectSystem"] == "strict"
-    assert set(service["ReadWritePaths"].split()) == {"/opt/bloomkit", "/etc/systemd/system"}
-    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules",
-                "ProtectControlGroups", "RestrictNamespaces", "RestrictSUIDSGID", "LockPersonality"):
-        assert service[key] == "yes", key
-    assert service["SystemCallFilter"] == "@system-service"
-    assert "EnvironmentFile" not in service, "the settings are in <root>/agent/, read by the launcher"
-
-
-def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    require(analyze is not None, "systemd-analyze (apt install systemd)")
-    # The unit's ExecStart is on the Pi; point it at a program that exists here.
-    lines = [f"ExecStart={sys.executable} -m device.cli agent --help" if line.startswith("ExecStart=") else line
-             for line in AGENT_UNIT.read_text().splitlines()]
-    copy = tmp_path / AGENT_UNIT.name
-    copy.write_text("\n".join(lines) + "\n")
-    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout + result.stderr == "", "verify warns about unknown keys or bad values only on stderr"

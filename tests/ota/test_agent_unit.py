@@ -1,4 +1,5 @@
-"""The agent's systemd unit: clean under `systemd-analyze verify`, writable only where it installs."""
+"""The agent's systemd unit, which `fab deploy` installs where the host runs systemd: hardened, running the
+launcher `install.py agent-install` writes, writable only where it installs, clean under `systemd-analyze verify`."""
 from __future__ import annotations
 
 import configparser
@@ -11,24 +12,32 @@ from tests.conftest import REPO, require
 UNIT = REPO / "device" / "systemd" / "bloomkit-agent.service"
 
 
-def test_the_agent_unit_verifies_and_writes_only_the_deploy_root_and_units(tmp_path):
+def directives() -> dict[str, str]:
     parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
     parser.optionxform = str
     parser.read(UNIT)
-    service = dict(parser["Service"])
-    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
+    return dict(parser["Service"])
+
+
+def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
+    service = directives()
+    assert service["ExecStart"] == "/opt/bloomkit/agent/run-agent" and service["Restart"] == "on-failure"
+    assert service["ProtectSystem"] == "strict"
     assert service["ReadWritePaths"].split() == ["/opt/bloomkit", "/etc/systemd/system"]
-    assert "$AGENT_ARGS" in service["ExecStart"] and service["Restart"] == "on-failure"
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules",
+                "ProtectControlGroups", "RestrictNamespaces", "RestrictSUIDSGID", "LockPersonality"):
+        assert service[key] == "yes", key
+    assert service["SystemCallFilter"] == "@system-service"
+    assert "EnvironmentFile" not in service, "the settings are in <root>/agent/, read by the launcher"
+
+
+def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
     analyze = shutil.which("systemd-analyze")
     require(analyze is not None, "systemd-analyze (apt install systemd)")
-    env = tmp_path / "agent.env"
-    env.write_text('AGENT_ARGS="--channel http://127.0.0.1/channels/stable.json"\n')
     lines = []
     for line in UNIT.read_text().splitlines():      # the Pi's paths, pointed at what exists here
         if line.startswith("ExecStart="):
-            line = f"ExecStart={sys.executable} -m device.cli agent $AGENT_ARGS"
-        elif line.startswith("EnvironmentFile="):
-            line = f"EnvironmentFile={env}"
+            line = f"ExecStart={sys.executable} -m device.cli agent --help"
         elif line.startswith("ReadWritePaths="):
             line = f"ReadWritePaths={tmp_path}"
         lines.append(line)
