@@ -21,6 +21,7 @@ import collections
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -190,10 +191,21 @@ def systemd_restart(layout, unit_file, override):
     dropin = "%s/%s.d" % (UNIT_DIR, unit)
     run(as_root(["install", "-m", "0644", "%s/%s" % (layout.current, unit_file), "%s/%s" % (UNIT_DIR, unit)]))
     run(as_root(["mkdir", "-p", dropin]))
-    run(as_root(["tee", dropin + "/bloomkit-deploy.conf"]), stdin="[Service]\nExecStart=\n" + override)
+    run(as_root(["tee", dropin + "/bloomkit-deploy.conf"]), stdin=dropin_text(override))
     run(as_root(["systemctl", "daemon-reload"]))
     run(as_root(["systemctl", "enable", "--quiet", unit]))
     run(as_root(["systemctl", "restart", unit]))
+
+
+def dropin_text(override):
+    """A drop-in replacing the unit's ExecStart= (and whatever else `override` sets) for this root."""
+    return "[Service]\nExecStart=\n" + override
+
+
+def agent_override(layout):
+    """The agent unit's settings for this root: its launcher, and this root writable instead of /opt/bloomkit."""
+    return "ExecStart=%s/%s\nReadWritePaths=\nReadWritePaths=%s %s\n" % (
+        layout.agent, AGENT_LAUNCHER, layout.root, UNIT_DIR)
 
 
 def in_data_dir(manager, command):
@@ -443,7 +455,7 @@ def deploy(layout, version, url, timeout, manager, keep=3):
         return {"ok": False, "new": layout.current_version(), "stage": stage, "reason": reason}
     prune(layout, keep)
     return {"ok": True, "new": version, "stage": None, "reason": live["reason"],
-            "reloaded": [stage for stage, _ in live["stages"]] == ["switch", "reload"]}
+            "reloaded": [name for name, _ in live["stages"]] == ["switch", "reload"]}
 
 
 def agent_launcher(layout):
@@ -451,14 +463,14 @@ def agent_launcher(layout):
     that until restarted), this root's settings, every trusted key."""
     return ("#!/bin/sh\n"
             "# bloomkit's update agent for this deploy root (written by install.py agent-install).\n"
-            "root='%s'\n"
+            "root=%s\n"
             'release=$(readlink -f "$root/current") || exit 1\n'
             "set --\n"
             'for key in "$root"/agent/trusted-*.pub; do set -- "$@" --trust "$key"; done\n'
             'while IFS= read -r option; do set -- "$@" "$option"; done < "$root/agent/agent.args"\n'
             "# No bytecode: the agent may run as root in releases the deploy user prunes.\n"
             'export PYTHONPATH="$release/lib" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n'
-            'exec "$release/venv/bin/python" -m device.cli agent --root "$root" "$@"\n') % layout.root.replace("'", "")
+            'exec "$release/venv/bin/python" -m device.cli agent --root "$root" "$@"\n') % shlex.quote(layout.root)
 
 
 def read_folder(path):
@@ -513,8 +525,7 @@ def install_agent(layout, manager, uploaded, restart_anyway=False):
             pidfile.stop(layout.root, "agent")
             pidfile.start(layout.root, "agent")
         else:
-            systemd_restart(layout, AGENT_SYSTEMD_UNIT, "ExecStart=%s/%s\nReadWritePaths=%s\n" % (
-                layout.agent, AGENT_LAUNCHER, layout.root))
+            systemd_restart(layout, AGENT_SYSTEMD_UNIT, agent_override(layout))
     return {"ok": True, "changed": changed, "restarted": restarted}
 
 

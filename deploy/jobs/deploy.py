@@ -71,6 +71,7 @@ def deploy_work(options: Options):
 
 def deploy_release(options: Options, steps: HostSteps, result: HostResult, stages: Stages,
                    say: Callable[[str], None]) -> None:
+    """The release on one host: built, uploaded, verified, placed, made live (SKIPPED when already current)."""
     facts = steps.facts
     steps.check_can_run()
     steps.check_port()
@@ -114,7 +115,8 @@ def deploy_release(options: Options, steps: HostSteps, result: HostResult, stage
     credentials_changed = install_credentials(steps, stages, say, bundle.version)
     stages.enter("switch")
     result.new = bundle.version                 # from here on, a failure switches back
-    # The host decides: a hot reload when only the model changed, else (or if that fails) a restart.
+    # The host decides: a hot reload when only the model changed, else (or if that fails) a restart; never a
+    # reload with new credentials, which the daemon reads at start.
     live = steps.go_live(bundle.version, options.health_timeout, may_reload=not credentials_changed)
     stages.replay(live["stages"])
     if live["reason"] and live["healthy"]:

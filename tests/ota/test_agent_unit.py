@@ -3,9 +3,11 @@ launcher `install.py agent-install` writes, writable only where it installs, cle
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO, require
 
@@ -46,3 +48,30 @@ def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == "", result.stderr
+
+
+def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(tmp_path, monkeypatch):
+    """What `install.py agent-install` puts on a systemd host whose root is not /opt/bloomkit: the unit, a
+    drop-in starting that root's launcher (the one it writes) with that root writable, read by systemd as one."""
+    import importlib
+
+    analyze = shutil.which("systemd-analyze")
+    require(analyze is not None, "systemd-analyze (apt install systemd)")
+    monkeypatch.syspath_prepend(str(REPO / "deploy" / "host"))
+    install = importlib.import_module("install")
+    layout = install.Layout(str(tmp_path / "srv" / "bloomkit"))
+    launcher = Path(layout.agent) / "run-agent"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(install.agent_launcher(layout))
+    launcher.chmod(0o755)
+    units = tmp_path / "units"
+    (units / f"{UNIT.name}.d").mkdir(parents=True)
+    shutil.copy(UNIT, units / UNIT.name)
+    (units / f"{UNIT.name}.d" / "bloomkit-deploy.conf").write_text(install.dropin_text(install.agent_override(layout)))
+    result = subprocess.run([analyze, "verify", UNIT.name], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == "", result.stderr
+    shown = subprocess.run(["sh", "-n", str(launcher)], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert f"root={layout.root}\n" in launcher.read_text()
