@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deploy.build import sha256_file
-from testkit.agentlab import publish, read_status, serving, set_rollout
+from testkit.agentlab import THIS_TARGET, read_status, serving
 from testkit.sshlab import run_fab
 
 
@@ -40,7 +40,9 @@ pytestmark = pytest.mark.slow
 
 def test_fab_deploy_installs_keeps_and_removes_the_agent(tmp_path, lab, builder, models, signing_key, nginx):
     store = tmp_path / "store"
-    publish(store, models.second, builder, signing_key, percent=0)      # release 1, for no device yet
+    published = run_fab(builder, "publish", "--model", str(models.second), "--store", str(store), "--key",
+                        str(signing_key), "--target", THIS_TARGET, "--rollout", "0%")   # release 1, for no device yet
+    assert published.returncode == 0, published.stderr
     server = nginx(store)
     host = lab.host("pi1", lab.start_server("pi1"))
     root = Path(host.root)
@@ -64,7 +66,9 @@ def test_fab_deploy_installs_keeps_and_removes_the_agent(tmp_path, lab, builder,
     assert again.returncode == 0 and "SKIPPED" in again.stdout, again.stdout + again.stderr
     assert agent_pid(root) == pid
 
-    set_rollout(store, signing_key, 100)
+    widened = run_fab(builder, "publish", "--store", str(store), "--key", str(signing_key), "--rollout", "100%",
+                      "--force")
+    assert widened.returncode == 0, widened.stderr
     assert wait_for(lambda: read_status(root).get("state") in ("installed", "idle")
                     and serving(host.daemon.http) == sha256_file(models.second)), read_status(root)
     assert read_status(root)["release"] == 1 and agent_pid(root) == pid
