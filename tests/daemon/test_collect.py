@@ -185,7 +185,7 @@ def test_collect_settings_default_folder_and_bad_values(tmp_path):
     assert parse("--model", "m", "--collect", "x", "--collect-budget-mb", "0.5").collect.budget_bytes == 500_000
     with pytest.raises(CollectError, match="--collect needs a folder"):
         parse("--model", "m.tflite", "--collect")
-    with pytest.raises(UserError, match="--collect-budget-mb -5.0: must be positive"):
+    with pytest.raises(UserError, match="--collect-budget-mb -5: must be positive"):
         parse("--model", "m.tflite", "--collect", "x", "--collect-budget-mb", "-5")
     assert not parse("--model", "m.tflite").collect.enabled
 

@@ -88,11 +88,11 @@ def test_mistakes_are_one_line_errors(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("daemon, config, message", [
-    ("{args: [--collect-budget-mb, -5]}", None, "host a: daemon: --collect-budget-mb -5.0: must be positive$"),
-    ("{config: device.toml}", "collect_budget_mb = -5\n", "host a: daemon: --collect-budget-mb -5.0: must be positive$"),
+    ("{args: [--collect-budget-mb, -5]}", None, "host a: daemon: --collect-budget-mb -5: must be positive$"),
+    ("{config: device.toml}", "collect_budget_mb = -5\n", "host a: daemon: --collect-budget-mb -5: must be positive$"),
     ("{config: device.toml, args: [--collect-budget-mb, 50]}", "collect_budget_mb = -5\n", None),  # args win
     ("{args: [--collect-uncertain, '0.9:0.2']}", None, "host a: daemon: --collect-uncertain 0.9:0.2: need 0 <= LO"),
-    ("{args: [--ema, '2']}", None, "host a: daemon: --ema 2.0: must be positive and at most 1$"),
+    ("{args: [--ema, '2']}", None, "host a: daemon: --ema 2: must be positive and at most 1$"),
     ("{args: [--collect]}", None, None),  # the deploy gives the daemon its data directory
     ("{args: [--config, /etc/bloomkit/device.toml]}", None, None),  # a file on the host: the daemon's to read
 ])
