@@ -61,7 +61,7 @@ def test_the_arm64_host_pulls_a_signed_release_from_nginx(pi, reference_model, f
     assert published.returncode == 0, published.stderr
     server = start_nginx(store, tmp_path / "nginx")      # the chroot shares this machine's loopback
     try:
-        trusted = f"{pi.root_dir}/data/agent/trusted.pub"
+        trusted = f"{pi.root_dir}/agent/trusted.pub"
         pi.local(trusted).parent.mkdir(parents=True, exist_ok=True)
         pi.local(trusted).write_text(Path(f"{key}.pub").read_text())
         os.chown(pi.local(trusted).parent, PI_UID, PI_UID)
