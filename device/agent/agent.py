@@ -83,9 +83,9 @@ class Agent:
                              release=self.state.release or None)
         self._reported: Status | None = None
         self.failures_in_a_row = 0
-        self.code = code_release(config.root)
-        self.status.agent_version = self.code.name if self.code else None
-        self.code_wheel = _wheel_digest(self.code) if self.code else None
+        code = code_release(config.root)
+        self.status.agent_version = code.name if code else None
+        self.code_wheel = _wheel_digest(code) if code else None     # the device package this process runs
         self.restart_wanted = False     # an installed release changed the device package: run its code instead
 
     # --- the loop ---------------------------------------------------------------------------------
