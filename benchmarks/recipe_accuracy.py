@@ -65,7 +65,7 @@ def ingredients(seeds: int, data_folder: Path) -> list[dict]:
 
     spec = model_spec.get("efficientnet_lite0")
     data = DataLoader.from_folder(data_folder)
-    every = dict(zip((path for path, _ in data.items), frozen_features.features(spec, data)))
+    every = dict(zip((path for path, _ in data.items), frozen_features.features(spec, data).rows))
     rows = []
     for name, changes in INGREDIENTS:
         accuracies, seconds = [], []

@@ -69,8 +69,8 @@ def split_folder(data: Path, base: Path) -> tuple[Path, list[tuple[Path, Path]]]
 
 
 def with_variants(data: Path, base: Path, variants: int) -> Path:
-    """Each photo of `data` and `variants - 1` new photos made from it: mirrored, then crops of 90% at
-    different corners (different pixels, so different features)."""
+    """Each photo of `data` and `variants - 1` new photos made from it: crops at four corners, every other
+    one mirrored, of 90% of the photo, then 80%, ... (all different pixels, so different features)."""
     from PIL import Image, ImageOps
 
     folder = base / f"photos-x{variants}"
@@ -80,10 +80,12 @@ def with_variants(data: Path, base: Path, variants: int) -> Path:
         with Image.open(photo) as image:
             image = ImageOps.exif_transpose(image).convert("RGB")
             width, height = image.size
-            crops = [(0, 0), (width // 10, 0), (0, height // 10), (width // 10, height // 10)]
+            corners = [(0, 0), (1, 0), (0, 1), (1, 1)]
             for number in range(1, variants):
-                left, top = crops[(number - 1) % len(crops)]
-                made = image.crop((left, top, left + width * 9 // 10, top + height * 9 // 10))
+                tenths = 9 - (number - 1) // len(corners)  # the crop's size in tenths of the photo
+                right, bottom = corners[(number - 1) % len(corners)]
+                left, top = right * (width - width * tenths // 10), bottom * (height - height * tenths // 10)
+                made = image.crop((left, top, left + width * tenths // 10, top + height * tenths // 10))
                 if number % 2:
                     made = ImageOps.mirror(made)
                 made.save(folder / photo.parent.name / f"{photo.stem}-v{number}.jpg", quality=90)

@@ -14,11 +14,9 @@ import hashlib
 import os
 import sqlite3
 import sys
-import threading
-from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,13 +30,18 @@ if TYPE_CHECKING:
 BATCH = 256           # rows read or written per statement
 DATABASE = "features/features.sqlite"
 
-# How many photos' features the runs of this process computed and found cached (`trainer train --json`).
-counts: Counter[str] = Counter()
-_lock = threading.Lock()
+
+class Features(NamedTuple):
+    """The features of a set of photos, one row each, and how many were computed and how many found cached
+    (what `trainer train --json` reports)."""
+
+    rows: np.ndarray
+    computed: int
+    cached: int
 
 
 def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
-                 rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> np.ndarray:
+                 rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> Features:
     """The features of every photo of `data` by the extractor `model` (a .tflite), from the cache where it
     has them; `rows(subset)` computes the others. A cache that cannot be used is warned about, not fatal."""
     from trainer.data import DataLoader
@@ -52,9 +55,7 @@ def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
     except (OSError, sqlite3.Error) as error:
         print(f"trainer: warning: feature cache not used ({error})", file=sys.stderr)
         computed = list(rows(data))
-        with _lock:
-            counts["features_computed"] += len(computed)
-        return np.stack(computed) if computed else np.zeros((0, 0), dtype=np.float32)
+        return Features(np.stack(computed) if computed else np.zeros((0, 0), dtype=np.float32), len(computed), 0)
     try:
         return cached_features(cache, extractor_key(model, spec.input_size, spec.mean, spec.std), paths, compute)
     finally:
@@ -144,7 +145,7 @@ class FeatureCache:
 
 
 def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
-                    compute: Callable[[Sequence[int]], Iterator[np.ndarray]]) -> np.ndarray:
+                    compute: Callable[[Sequence[int]], Iterator[np.ndarray]]) -> Features:
     """The features of every path, in order: from the cache where it has them, else `compute(indexes)`
     (features of those paths, in that order), stored a batch at a time as they come (an interrupted run
     keeps what it computed)."""
@@ -169,10 +170,8 @@ def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
             cache.store(extractor, pending)
             pending = []
     cache.store(extractor, pending)
-    with _lock:
-        counts["features_cached"] += len(paths) - len(missing)
-        counts["features_computed"] += len(missing)
-    return rows if rows is not None else np.zeros((0, 0), dtype=np.float32)
+    return Features(rows if rows is not None else np.zeros((0, 0), dtype=np.float32),
+                    len(missing), len(paths) - len(missing))
 
 
 def _put(rows: np.ndarray | None, indexes: list[int], row: np.ndarray, total: int) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_kill_9_while_writing_leaves_only_whole_samples_and_a_restart_cleans_up(
 @pytest.mark.parametrize("options, message", [
     (["--collect", "s", "--collect-uncertain", "0.9:0.2"],
      "device: error: --collect-uncertain 0.9:0.2: need 0 <= LO < HI <= 1"),
-    (["--collect", "s", "--collect-budget-mb", "-5"], "device: error: --collect-budget-mb -5: must be positive"),
+    (["--collect", "s", "--collect-budget-mb", "-5"], "device: error: --collect-budget-mb -5.0: must be positive"),
     (["--collect"], "device: error: --collect needs a folder: give --collect DIR, or --data-dir DIR"),
     (["--collect", "s", "--collect-labels", "rosse"],
      "device: error: --collect-labels rosse: not a label of the model"),
