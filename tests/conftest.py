@@ -89,15 +89,7 @@ def trained_model_path(tutorial_run) -> Path:
     return tutorial_run["export_dir"] / "model.tflite"
 
 
-MODEL_MAKER_MODEL = SHARED / "models" / "model-maker-flowers-int8.tflite"
-
-
-@pytest.fixture(scope="session")
-def model_maker_model() -> Path:
-    """The int8 flowers model the real TFLite Model Maker 0.4.3 exported, with its metadata as JSON beside it.
-    Only in ../shared: for the tests about reading Model Maker's own file, which alone may skip without it."""
-    require(MODEL_MAKER_MODEL.is_file(), f"Model Maker's reference model not found at {MODEL_MAKER_MODEL}")
-    return MODEL_MAKER_MODEL
+MODEL_MAKER_MODEL = SHARED / "models" / "model-maker-flowers-int8.tflite"  # see ../shared/models/README.md
 
 
 @pytest.fixture(scope="session")

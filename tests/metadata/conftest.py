@@ -1,4 +1,5 @@
-"""Fixtures of the metadata tests: the tflite-support venv (Google's readers) and a bare model."""
+"""Fixtures of the metadata tests: the tflite-support venv (Google's readers and writers), a bare model and
+Model Maker's model."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require
+from tests.conftest import MODEL_MAKER_MODEL, REPO, require
 
 TFLITE_SUPPORT_VENV = REPO / ".venvs" / "tflite-support"
 PROBE = Path(__file__).with_name("tflite_support_probe.py")
@@ -46,6 +47,22 @@ def bare_model(reference_model, tflite_support, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bare") / "bare.tflite"
     tflite_support("strip", reference_model, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def model_maker_model(request, tmp_path_factory) -> Path:
+    """An int8 flowers model with Model Maker 0.4.3's metadata, and that metadata as tflite-support displays
+    it in `.metadata.json` beside it: the file Model Maker exported when ../shared has it, else (a user's
+    clone) this session's trained model, bare, given the same metadata by tflite-support's own writers,
+    an implementation independent of ours (on Model Maker's bare model they reproduce its JSON exactly)."""
+    if MODEL_MAKER_MODEL.is_file():
+        return MODEL_MAKER_MODEL
+    tflite_support = request.getfixturevalue("tflite_support")
+    model = tmp_path_factory.mktemp("model-maker") / MODEL_MAKER_MODEL.name
+    bare = request.getfixturevalue("bare_model")   # the trained model's: reference_model falls back to it
+    tflite_support("model-maker", bare, model, *FLOWERS)
+    model.with_suffix(".metadata.json").write_text(json.dumps(tflite_support("display", model)["metadata"]))
+    return model
 
 
 TINY_FLOAT_MODEL = """
