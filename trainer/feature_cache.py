@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -32,8 +33,10 @@ if TYPE_CHECKING:
 BATCH = 256           # rows read or written per statement
 DATABASE = "features/features.sqlite"
 
-# How many photos' features the runs of this process computed and found cached (`trainer train --json`).
+# How many photos' features the runs of this process computed and found cached, and the seconds their
+# passes over the photos took ("feature_pass": hashing, the cache and the backbone), for `trainer train --json`.
 counts: Counter[str] = Counter()
+seconds: Counter[str] = Counter()
 _lock = threading.Lock()
 
 
@@ -41,6 +44,16 @@ def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> np.ndarray:
     """The features of every photo of `data` by the extractor `model` (a .tflite), from the cache where it
     has them; `rows(subset)` computes the others. A cache that cannot be used is warned about, not fatal."""
+    began = time.perf_counter()
+    try:
+        return _features_for(model, spec, data, rows)
+    finally:
+        with _lock:
+            seconds["feature_pass"] += time.perf_counter() - began
+
+
+def _features_for(model: bytes, spec: ModelSpec, data: DataLoader,
+                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> np.ndarray:
     from trainer.data import DataLoader
 
     def compute(indexes: Sequence[int]) -> Iterable[np.ndarray]:
@@ -51,10 +64,12 @@ def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
         cache = FeatureCache()
     except (OSError, sqlite3.Error) as error:
         print(f"trainer: warning: feature cache not used ({error})", file=sys.stderr)
-        computed = list(rows(data))
+        computed: np.ndarray | None = None
+        for index, row in enumerate(rows(data)):
+            computed = _put(computed, [index], row, len(paths))
         with _lock:
-            counts["features_computed"] += len(computed)
-        return np.stack(computed) if computed else np.zeros((0, 0), dtype=np.float32)
+            counts["features_computed"] += len(paths)
+        return computed if computed is not None else np.zeros((0, 0), dtype=np.float32)
     try:
         return cached_features(cache, extractor_key(model, spec.input_size, spec.mean, spec.std), paths, compute)
     finally:
@@ -176,6 +191,7 @@ def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
 
 
 def _put(rows: np.ndarray | None, indexes: list[int], row: np.ndarray, total: int) -> np.ndarray:
+    """`rows` (made for `total` rows at the first) with `row` at `indexes`: one array, filled as rows come."""
     if rows is None:
         rows = np.empty((total, row.shape[-1]), dtype=np.float32)
     rows[indexes] = row

@@ -211,10 +211,17 @@ class ImageClassifier:
         return 0 if self.seed is None else self.seed
 
     def _feature_dataset(self, features: np.ndarray, labels: np.ndarray, training: bool = False):
-        ds = tf.data.Dataset.from_tensor_slices((features, np.eye(self.num_classes, dtype=np.float32)[labels]))
+        """Batches of (features, one-hot label), gathered by row number as they are needed. 50,000 photos'
+        features are 256 MB: copied into TensorFlow once, they are not held again in a shuffle buffer
+        (shuffling row numbers gives the order shuffling rows would), and they go with the dataset (an
+        array read by a `numpy_function` would stay for the life of the process: TensorFlow keeps those)."""
+        rows = tf.convert_to_tensor(features)
+        targets = tf.convert_to_tensor(np.eye(self.num_classes, dtype=np.float32)[labels])
+        ds = tf.data.Dataset.range(len(features))
         if training and self.shuffle:
             ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
-        return ds.batch(self.hparams.batch_size)
+        return ds.batch(self.hparams.batch_size).map(lambda numbers: (tf.gather(rows, numbers),
+                                                                      tf.gather(targets, numbers)))
 
     def features(self, data: DataLoader, batch_size: int | None = None) -> np.ndarray:
         """The backbone's output for every image, in one pass over the data: by the device's engine

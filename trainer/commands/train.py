@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
                                         started=started, cache_features=not args.rerun_backbone,
                                         features_ahead=ahead, write_to=staging)
     summary.update({key: feature_cache.counts[key] for key in ("features_computed", "features_cached")})
+    summary["feature_pass_seconds"] = round(feature_cache.seconds["feature_pass"], 2)
     if args.json:
         print(json.dumps(summary))
     else:
