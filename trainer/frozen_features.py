@@ -88,9 +88,11 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> FeaturesAhead | No
         return None
     interpreter = load_interpreter(model)  # not in the thread: loading, like importing TensorFlow, captures stderr
     pending = [(data, Future()) for data in datasets]
+    queue = list(pending)
 
     def work() -> None:
-        for data, future in pending:
+        while queue:  # popped, so that only the handle keeps a finished set's features (256 MB at 50,000)
+            data, future = queue.pop(0)
             try:
                 future.set_result(compute(model, interpreter, spec, data))
             except BaseException as error:  # handed to whoever collects the features

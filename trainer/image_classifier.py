@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import replace
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -212,16 +213,31 @@ class ImageClassifier:
 
     def _feature_dataset(self, features: np.ndarray, labels: np.ndarray, training: bool = False):
         """Batches of (features, one-hot label), gathered by row number as they are needed. 50,000 photos'
-        features are 256 MB: copied into TensorFlow once, they are not held again in a shuffle buffer
-        (shuffling row numbers gives the order shuffling rows would), and they go with the dataset (an
-        array read by a `numpy_function` would stay for the life of the process: TensorFlow keeps those)."""
-        rows = tf.convert_to_tensor(features)
-        targets = tf.convert_to_tensor(np.eye(self.num_classes, dtype=np.float32)[labels])
+        features are 256 MB, so they are not copied into TensorFlow (which transiently takes two copies)
+        nor into a shuffle buffer (shuffling row numbers gives the order shuffling rows would).
+
+        The rows are read through a weak reference that the dataset itself holds strongly: TensorFlow keeps
+        every `numpy_function` of an eager `tf.data` pipeline for the life of the process, and the
+        features must go when the training set does (before the export's own peak)."""
+        source = _Rows(features, np.eye(self.num_classes, dtype=np.float32)[labels])
+        reference = weakref.ref(source)
+
+        def rows(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            held = reference()
+            return held.features[numbers], held.targets[numbers]
+
+        def gather(numbers):
+            batch, targets = tf.numpy_function(rows, [numbers], (tf.float32, tf.float32), stateful=False)
+            batch.set_shape((None, features.shape[1]))
+            targets.set_shape((None, self.num_classes))
+            return batch, targets
+
         ds = tf.data.Dataset.range(len(features))
         if training and self.shuffle:
             ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
-        return ds.batch(self.hparams.batch_size).map(lambda numbers: (tf.gather(rows, numbers),
-                                                                      tf.gather(targets, numbers)))
+        ds = ds.batch(self.hparams.batch_size).map(gather)
+        ds.rows = source  # what `rows` reads lives as long as the dataset (and those made from it)
+        return ds
 
     def features(self, data: DataLoader, batch_size: int | None = None) -> np.ndarray:
         """The backbone's output for every image, in one pass over the data: by the device's engine
@@ -311,6 +327,14 @@ def load(run_dir: str | os.PathLike) -> ImageClassifier:
     `quantization_config=QuantizationConfig.for_int8(data)`."""
     run = saved_run.read(run_dir)
     return ImageClassifier(run.spec, run.labels, model=saved_run.load_keras(run))
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A training set's features and one-hot labels, row by row."""
+
+    features: np.ndarray
+    targets: np.ndarray
 
 
 def _parts(model) -> tuple:
