@@ -26,6 +26,10 @@ class DaemonOptions:
     args: tuple[str, ...] = ()       # further `device run` options
     mqtt_credentials: Path | None = None  # a local user:password file (0600): to <root>/data/secrets/, never a release
 
+    def run_options(self) -> list[str]:
+        """These options as `device run` takes them (the config file aside: it is a file of the release)."""
+        return ["--http", self.http, *(["--source", self.source] if self.source is not None else []), *self.args]
+
     @property
     def address(self) -> tuple[str, int]:
         return parse_host_port(self.http, DAEMON_PORT)
@@ -47,6 +51,18 @@ class DaemonOptions:
 
 
 @dataclass(frozen=True)
+class AgentOptions:
+    """The update agent (`device agent`, docs/ota.md) that `fab deploy` installs beside the daemon. Device-local
+    settings, not part of a release: a pulled release is the same for every device."""
+
+    channel: str                     # …/channels/<name>.json on the store's web server
+    trust: tuple[Path, ...]          # local public key files (`fab keygen`'s KEY.pub): copied to the host
+    interval: float = 300.0          # seconds between polls
+    mqtt: str | None = None          # mqtt://host:port for the retained reports
+    device_id: str | None = None     # None: the inventory's host name
+
+
+@dataclass(frozen=True)
 class Host:
     """One target. Unset SSH fields (None) come from ssh_config, as Fabric resolves them."""
 
@@ -60,6 +76,16 @@ class Host:
     python: str = "python3"
     service: str = "auto"
     daemon: DaemonOptions = field(default_factory=DaemonOptions)
+    agent: AgentOptions | None = None     # None: no agent (one a deploy installed earlier is removed)
+
+    def agent_args(self) -> list[str]:
+        """The agent's `device agent` options on this host, but for the trusted keys (their copies' paths are
+        the host's business)."""
+        agent = self.agent
+        args = ["--channel", agent.channel, "--device-id", agent.device_id or self.name,
+                "--daemon-http", self.daemon.healthz_url.removeprefix("http://").removesuffix("/healthz"),
+                "--interval", f"{agent.interval:g}", "--python", self.python]
+        return args + (["--mqtt", agent.mqtt] if agent.mqtt else [])
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,7 @@ class Inventory:
 
 _HOST_KEYS = {f.name for f in dataclasses.fields(Host)} - {"name"}
 _DAEMON_KEYS = {f.name for f in dataclasses.fields(DaemonOptions)}
+_AGENT_KEYS = {f.name for f in dataclasses.fields(AgentOptions)}
 
 
 def load_inventory(path: str | Path) -> Inventory:
@@ -136,6 +163,8 @@ def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:
     _check_keys(merged, _HOST_KEYS, where)
     _check_keys(merged["daemon"], _DAEMON_KEYS, f"{where} daemon")
     daemon = _daemon_options(merged.pop("daemon"), base, f"{where}: daemon")
+    agent = _agent_options(defaults.get("agent"), settings.get("agent"), base, f"{where}: agent")
+    merged.pop("agent", None)
     for key in ("hostname", "user", "root", "python", "service", "identity", "known_hosts"):
         if key in merged:
             merged[key] = _text(merged[key], f"{where}: {key}")
@@ -154,7 +183,7 @@ def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:
         raise InventoryError(f"{where}: root must be an absolute path on the host, not {merged['root']!r}")
     if merged.get("service", "auto") not in SERVICE_MANAGERS:
         raise InventoryError(f"{where}: service must be one of {', '.join(SERVICE_MANAGERS)}")
-    return Host(name=name, daemon=daemon, **merged)
+    return Host(name=name, daemon=daemon, agent=agent, **merged)
 
 
 def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
@@ -192,6 +221,48 @@ def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
     except ConfigError as error:
         raise InventoryError(f"{where}: {error}") from None
     return DaemonOptions(**daemon)
+
+
+def _agent_options(defaults: Any, settings: Any, base: Path, where: str) -> AgentOptions | None:
+    """The agent's settings: the defaults' merged with the host's; `agent: false` on a host turns it off."""
+    from device.agent.manifest import ManifestError, load_public_key
+    from device.agent.mqtt import MqttError, parse_url
+    from urllib.parse import urlsplit
+
+    if settings is False or (settings is None and not defaults):
+        return None
+    for value, name in ((defaults, "defaults: agent"), (settings, where)):
+        if value is not None:
+            _expect_mapping(value, name)
+    agent = {**(defaults or {}), **(settings or {})}
+    _check_keys(agent, _AGENT_KEYS, where)
+    if "channel" not in agent or "trust" not in agent:
+        raise InventoryError(f"{where}: needs channel (the channel manifest's URL) and trust (the public key file)")
+    channel = _text(agent["channel"], f"{where} channel")
+    url = urlsplit(channel)
+    if url.scheme not in ("http", "https") or not url.netloc or "/channels/" not in url.path \
+            or not url.path.endswith(".json"):
+        raise InventoryError(f"{where} channel: expected http(s)://HOST/…/channels/NAME.json, not {channel!r}")
+    trust = agent["trust"] if isinstance(agent["trust"], list) else [agent["trust"]]
+    keys = tuple(_path(_text(key, f"{where} trust"), base) for key in trust)
+    for key in keys:
+        try:
+            load_public_key(key.read_text(errors="replace"))
+        except OSError as error:
+            raise InventoryError(f"{where} trust: cannot read {key}: {error.strerror}") from None
+        except ManifestError as error:
+            raise InventoryError(f"{where} trust: {key}: {error}") from None
+    interval = agent.get("interval", 300)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < float("inf"):
+        raise InventoryError(f"{where} interval must be a positive number of seconds, not {interval!r}")
+    mqtt = _text(agent["mqtt"], f"{where} mqtt") if agent.get("mqtt") is not None else None
+    if mqtt is not None:
+        try:
+            parse_url(mqtt)
+        except MqttError as error:
+            raise InventoryError(f"{where} mqtt: {error}") from None
+    device_id = _text(agent["device_id"], f"{where} device_id") if "device_id" in agent else None
+    return AgentOptions(channel, keys, float(interval), mqtt, device_id)
 
 
 def _secret_file(path: Path, where: str) -> Path:

@@ -43,6 +43,17 @@ class Stages:
             raise Interrupted("interrupted (Ctrl-C) before this stage: nothing live changed", stage=name)
 
 
+    def replay(self, timed: list[list]) -> None:
+        """The stages one call on the host went through, timed there ([[stage, seconds], …]), in place of the
+        time since the current stage was entered; the last one is where the job now is."""
+        if not timed:
+            return
+        for name, seconds in timed[:-1]:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
+        self.name, self.started = timed[-1][0], time.monotonic() - timed[-1][1]
+        self.interrupt.stage_of[self.host] = self.name
+
+
 Work = Callable[[HostSteps, HostResult, Stages], None]
 Recover = Callable[[HostSteps, HostResult, Stages], None]
 

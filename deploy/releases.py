@@ -67,10 +67,7 @@ def stage(host: Host, model: Path, model_info: dict, wheel: Path, wheelhouse: Wh
 
 
 def _launcher(host: Host, config_name: str | None) -> str:
-    options = ["--http", host.daemon.http]
-    if host.daemon.source is not None:
-        options += ["--source", host.daemon.source]
-    options += list(host.daemon.args)
+    options = host.daemon.run_options()
     config = f' --config "$here/{config_name}"' if config_name else ""
     return ("#!/bin/sh\n"
             "# Starts this release's daemon (written by `fab deploy`; run by systemd or service.py).\n"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.build import Target
 from deploy.errors import DeployError
-from deploy.host.layout import FAILED_MARKER, MODEL_NAME, Layout
+from deploy.host.layout import FAILED_MARKER, Layout
 from deploy.inventory import Host
 from deploy.releases import Bundle
 from deploy.ssh import Remote, quote
@@ -48,6 +49,7 @@ class Facts:
     healthz: dict | None       # what answered on the daemon's /healthz during pre-flight (None: no answer)
     port_taken: bool = False   # whether anything listened on the daemon's port
     service_pids: dict | None = None   # {"pidfile": pid, "systemd": pid}: the daemon as each manager knows it
+    agent: bool = False        # whether a deploy installed the update agent's settings (<root>/agent/)
 
     @property
     def serving_current(self) -> bool:
@@ -169,18 +171,19 @@ class HostSteps:
         for path in wheelhouse_files:
             self.remote.put(path, f"{wheels}/{path.name}")
 
-    def host_script(self, release_dir: str, action: str, *args: object) -> str:
-        """The command that runs `install.py ACTION` from a release's (or an upload's) host scripts."""
+    def host_script(self, release_dir: str, action: str, *args: object, url: bool = False,
+                    timeout: float | None = None) -> str:
+        """The command that runs `install.py ACTION` from a release's (or an upload's) host scripts, given the
+        daemon's address and a timeout if asked."""
         script = f"{self.layout.scripts(release_dir)}/install.py"
-        return quote(self.host.python, script, "--root", self.host.root, "--service", self.manager, action, *args)
-
-    def current_script(self, action: str, *args: object, url: bool = False, timeout: float | None = None) -> str:
-        """`install.py ACTION` from the current release, given the daemon's address and a timeout if asked."""
         options = ["--url", self.host.daemon.healthz_url] if url else []
         options += ["--timeout", timeout] if timeout is not None else []
-        script = f"{self.layout.scripts(self.layout.current)}/install.py"
         return quote(self.host.python, script, "--root", self.host.root, "--service", self.manager, *options,
                      action, *args)
+
+    def current_script(self, action: str, *args: object, url: bool = False, timeout: float | None = None) -> str:
+        """`install.py ACTION` from the current release."""
+        return self.host_script(self.layout.current, action, *args, url=url, timeout=timeout)
 
     def verify(self, bundle: Bundle, key: str, with_wheelhouse: bool) -> None:
         """Unpack the upload's wheel (the host scripts are in it), then check the sums of the upload, and of the
@@ -206,6 +209,26 @@ class HostSteps:
         output = self.remote.run(script, dry_output='{"ok": true, "changed": false}')
         return json.loads(output.strip().splitlines()[-1])["changed"]
 
+    def install_agent(self, restart: bool) -> dict:
+        """Upload the inventory's agent settings (its options; copies of the public keys it trusts, never a
+        private one; the daemon's options, which pulled releases run with) for install.py agent-install, which
+        puts them in place and (re)starts the agent if needed (or `restart`): {"ok", "changed", "restarted"}."""
+        upload = f"{self.layout.root}/.agent.upload"
+        self.remote.run(f"rm -rf {quote(upload)} && mkdir -p {quote(upload)}")
+        with tempfile.TemporaryDirectory(prefix="bloomkit-agent-") as folder:
+            for name, options in (("agent.args", self.host.agent_args()),
+                                  ("daemon.args", self.host.daemon.run_options())):
+                (Path(folder) / name).write_text("".join(f"{option}\n" for option in options))
+                self.remote.put(Path(folder) / name, f"{upload}/{name}")
+        for number, key in enumerate(self.host.agent.trust):
+            self.remote.put(key, f"{upload}/trusted-{number}.pub")
+        command = self.current_script("agent-install", upload, *(("--restart",) if restart else ()))
+        return self.answer(command, '{"ok": true, "changed": true, "restarted": true}', "the agent's set-up")
+
+    def remove_agent(self) -> None:
+        """Stop the update agent a deploy installed and remove its settings."""
+        self.answer(self.current_script("agent-remove"), '{"ok": true, "removed": true}', "the agent's removal")
+
     def switch(self, version: str) -> None:
         """Point `current` at `version` atomically."""
         self.remote.run(self.host_script(self.layout.release(version), "switch", version))
@@ -216,14 +239,8 @@ class HostSteps:
     def wait_healthy(self, timeout: float) -> dict:
         """The daemon's /healthz, asked on the host; raises DeployError if it is not healthy with the current
         release's model, or not this root's daemon (the reason ends with the release's last error logged)."""
-        command = self.current_script("health", url=True, timeout=timeout)
-        # install.py exits 1 when unhealthy, with its answer on stdout; anything else is why it could not run.
-        output = self.remote.run(command + " 2>&1 || true", dry_output='{"healthy": true, "healthz": {}}')
-        lines = output.strip().splitlines() or ["no output"]
-        try:
-            answer = json.loads(lines[-1])
-        except ValueError:
-            raise DeployError(f"the health check could not run on the host: {lines[-1].strip()}") from None
+        answer = self.answer(self.current_script("health", url=True, timeout=timeout),
+                             '{"healthy": true, "healthz": {}}', "the health check")
         if not answer["healthy"]:
             raise DeployError(answer["reason"])
         return answer["healthz"]
@@ -234,28 +251,29 @@ class HostSteps:
         self.restart()
         return self.wait_healthy(timeout)
 
-    def can_hot_reload(self, bundle: Bundle) -> bool:
-        """Whether the running daemon can take `bundle` without a restart: it was healthy at pre-flight, and the
-        new release differs from the live one only in its model (same wheel, venv and daemon options), so the
-        daemon, which reads its model through `current`, reloads it when `current` switches."""
-        def all_but_model(manifest: dict | None) -> tuple | None:
-            if manifest is None:
-                return None
-            files = {name: digest for name, digest in manifest["files"].items() if name != MODEL_NAME}
-            return manifest.get("venv"), files
-        live = all_but_model(self.facts.manifest)
-        return live is not None and live == all_but_model(bundle.manifest()) and self.facts.serving_current
+    def go_live(self, version: str, timeout: float, may_reload: bool = True) -> dict:
+        """Switch to `version` and bring the daemon onto it, the host deciding between a hot reload (only the
+        model changed) and a restart (install.py go-live, the agent's rule too): {"healthy", "reason",
+        "healthz", "stages"}."""
+        command = self.host_script(self.layout.release(version), "go-live", version,
+                                   *(() if may_reload else ("--no-reload",)), url=True, timeout=timeout)
+        dry = {"healthy": True, "reason": None, "healthz": {}, "stages": [["switch", 0], ["restart", 0], ["health", 0]]}
+        return self.answer(command, json.dumps(dry), "the switch")
 
     def rollback(self, to: str | None, timeout: float) -> dict:
         """The host's own rollback (install.py): {"ok", "new", "stage", "reason"}."""
         command = self.current_script("rollback", *(("--to", to) if to else ()), url=True, timeout=timeout)
-        output = self.remote.run(command + " 2>&1 || true",
-                                 dry_output='{"ok": true, "new": null, "stage": null, "reason": null}')
+        return self.answer(command, '{"ok": true, "new": null, "stage": null, "reason": null}', "the rollback")
+
+    def answer(self, command: str, dry_output: str, what: str) -> dict:
+        """Run an install.py action that answers with one JSON line (exiting 1 when the answer is a failure);
+        any other output is why `what` could not run."""
+        output = self.remote.run(command + " 2>&1 || true", dry_output=dry_output)
         lines = output.strip().splitlines() or ["no output"]
         try:
             return json.loads(lines[-1])
         except ValueError:
-            raise DeployError(f"the rollback could not run on the host: {lines[-1].strip()}") from None
+            raise DeployError(f"{what} could not run on the host: {lines[-1].strip()}") from None
 
     def mark_failed(self, version: str, reason: str) -> None:
         """Record on the host that `version` failed, so pruning drops it first and rollbacks skip it."""

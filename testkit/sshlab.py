@@ -145,14 +145,14 @@ class SshLab:
 
 
 def stop_daemon(root: Path) -> None:
-    """Stop a test host's daemon and its supervisor (one process group), as the teardown must leave no
-    process behind."""
-    pidfile = root / "run" / "supervisor.pid"
-    if pidfile.is_file():
-        try:
-            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+    """Stop a test host's daemon and its supervisor (one process group), and its update agent's if it runs
+    one, as the teardown must leave no process behind."""
+    for pidfile in (root / "run" / "supervisor.pid", root / "run" / "agent-supervisor.pid"):
+        if pidfile.is_file():
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 def deploy_lock_held(root: Path) -> bool:

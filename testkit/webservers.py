@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from testkit.processes import free_port
 
@@ -83,10 +84,12 @@ def start_mosquitto(directory: Path) -> Server:
 
 class CuttingProxy:
     """A TCP proxy to `upstream` that closes the first `cuts` connections after `cut_after` bytes of the answer
-    (headers included), the way a dropped link ends a download; counts the bytes it passed on."""
+    (headers included), the way a dropped link ends a download; counts the bytes it passed on. With `instead`,
+    it calls that there (e.g. to fill the disk the download goes to) and passes the rest on."""
 
-    def __init__(self, upstream: int, cut_after: int | None = None, cuts: int = 1) -> None:
-        self.upstream, self.cut_after, self.cuts = upstream, cut_after, cuts
+    def __init__(self, upstream: int, cut_after: int | None = None, cuts: int = 1,
+                 instead: Callable[[], None] | None = None) -> None:
+        self.upstream, self.cut_after, self.cuts, self.instead = upstream, cut_after, cuts, instead
         self.passed = 0
         self.requests: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -118,12 +121,18 @@ class CuttingProxy:
                     return
                 if self.cuts and self.cut_after is not None and sent + len(data) >= self.cut_after:
                     self.cuts -= 1
-                    data = data[: self.cut_after - sent]
+                    if self.instead is not None:
+                        self.instead()
+                    else:
+                        data = data[: self.cut_after - sent]
+                        client.sendall(data)
+                        self.passed += len(data)
+                        client.shutdown(socket.SHUT_RDWR)
+                        return
+                try:
                     client.sendall(data)
-                    self.passed += len(data)
-                    client.shutdown(socket.SHUT_RDWR)
+                except OSError:          # the client gave up (e.g. its disk is full)
                     return
-                client.sendall(data)
                 sent += len(data)
                 self.passed += len(data)
 

@@ -106,6 +106,7 @@ def facts(root, failed_marker, healthz_url, unit, daemon_host, daemon_port):
         "venv_of": dict((r, link(os.path.join(root, "releases", r, "venv"))) for r in releases), "venvs": venvs,
         "failed": failed, "healthz": healthz_of(healthz_url) if taken else None, "port_taken": taken,
         "service_pids": service_pids(root, unit),
+        "agent": os.path.isdir(os.path.join(root, "agent")),
         "systemd": os.path.isdir("/run/systemd/system"), "root_user": os.geteuid() == 0, "has_venv": has_venv,
         "writable": os.access(probe, os.W_OK), "probe": probe}
 

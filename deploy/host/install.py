@@ -6,28 +6,36 @@ stage at a time over SSH; an agent on the device runs `install` and `activate` (
     python3 install.py --root R verify VERSION [--wheelhouse KEY]   # an upload in releases/.incoming-VERSION
     python3 install.py --root R place VERSION       # venv (built or reused), lib/, → releases/VERSION
     python3 install.py --root R install VERSION     # verify + place (the wheel unpacked here if not yet)
-    python3 install.py --root R deploy VERSION      # install + activate; on failure back to the previous one
+    python3 install.py --root R deploy VERSION      # install + go-live; on failure back to the previous one
+    python3 install.py --root R go-live VERSION [--no-reload]   # switch, hot reload or restart, health
     python3 install.py --root R switch|activate VERSION
     python3 install.py --root R restart|stop|unset|prune|logs|rollback|mark-failed|clear-failed …
+    python3 install.py --root R agent-install UPLOAD [--restart] | agent-remove    # the update agent
 
-Failures print one line on stderr and exit 1; `health`, `activate`, `deploy` and `rollback` print their
-outcome as one JSON line. Stdlib only, run with the host's Python from the release's lib/deploy/host/.
+Failures print one line on stderr and exit 1; `health`, `activate`, `go-live`, `deploy`, `rollback` and the
+agent's actions print their outcome as one JSON line. Stdlib only, run with the host's Python from the
+release's lib/deploy/host/. The caller holds the root's deploy lock (`fab deploy` over SSH, the agent itself).
 """
 import argparse
 import collections
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 
 import health
 import service as pidfile
-from layout import INCOMING_PREFIX, LAUNCHER, SYSTEMD_UNIT, Layout, previous_release, to_prune
+from layout import (AGENT_LAUNCHER, AGENT_SYSTEMD_UNIT, DEVICE_ARGS, INCOMING_PREFIX, LAUNCHER, MODEL_NAME,
+                    SYSTEMD_UNIT, Layout, previous_release, to_prune)
 
 UNIT = os.path.basename(SYSTEMD_UNIT)
+AGENT_UNIT = os.path.basename(AGENT_SYSTEMD_UNIT)
+RELOAD_TIMEOUT = 15.0   # seconds for a hot reload to serve the new model before falling back to a restart
 USER = "bloomkit"   # the unit's User=
 UNIT_DIR = "/etc/systemd/system"
 START_MARK = "bloomkit: starting release "    # what run-daemon says first: where a release's log begins
@@ -171,16 +179,39 @@ def restart(layout, manager):
         pidfile.stop(layout.root)
         pidfile.start(layout.root)
         return
-    dropin = "%s/%s.d" % (UNIT_DIR, UNIT)
-    override = "[Service]\nExecStart=\nExecStart=%s/%s\nReadWritePaths=%s\n" % (
-        layout.current, LAUNCHER, layout.data)
     make_data_dir(layout, manager)
-    run(as_root(["install", "-m", "0644", "%s/%s" % (layout.current, SYSTEMD_UNIT), "%s/%s" % (UNIT_DIR, UNIT)]))
+    systemd_restart(layout, SYSTEMD_UNIT, "ExecStart=%s/%s\nReadWritePaths=%s\n" % (
+        layout.current, LAUNCHER, layout.data))
+
+
+def systemd_restart(layout, unit_file, override):
+    """Install a unit from the current release with a drop-in for this root (`override`, [Service] lines),
+    enable it and (re)start it."""
+    unit = os.path.basename(unit_file)
+    dropin = "%s/%s.d" % (UNIT_DIR, unit)
+    run(as_root(["install", "-m", "0644", "%s/%s" % (layout.current, unit_file), "%s/%s" % (UNIT_DIR, unit)]))
     run(as_root(["mkdir", "-p", dropin]))
-    run(as_root(["tee", dropin + "/bloomkit-deploy.conf"]), stdin=override)
+    run(as_root(["tee", dropin + "/bloomkit-deploy.conf"]), stdin=dropin_text(override))
     run(as_root(["systemctl", "daemon-reload"]))
-    run(as_root(["systemctl", "enable", "--quiet", UNIT]))
-    run(as_root(["systemctl", "restart", UNIT]))
+    run(as_root(["systemctl", "enable", "--quiet", unit]))
+    run(as_root(["systemctl", "restart", unit]))
+
+
+def dropin_text(override):
+    """A drop-in replacing the unit's ExecStart= (and whatever else `override` sets) for this root."""
+    return "[Service]\nExecStart=\n" + override
+
+
+def agent_override(layout):
+    """The agent unit's settings for this root: its launcher, and this root writable instead of /opt/bloomkit."""
+    return "ExecStart=%s/%s\nReadWritePaths=\nReadWritePaths=%s %s\n" % (
+        layout.agent, AGENT_LAUNCHER, layout.root, UNIT_DIR)
+
+
+def in_data_dir(manager, command):
+    """`command` with the right to write in the data directory: root's under systemd (the unit's user owns
+    it), the deploy user's own with the pidfile manager."""
+    return command if manager == "pidfile" else as_root(command)
 
 
 def make_data_dir(layout, manager):
@@ -202,11 +233,11 @@ def install_secret(layout, manager, name, uploaded):
     make_data_dir(layout, manager)
     target = "%s/%s" % (layout.secrets, name)
     owner = [] if manager == "pidfile" else ["-o", USER, "-g", USER]
-    privileged = as_root if owner else (lambda command: command)  # only the unit's user's files need root
     try:
-        run(privileged(["install", "-d", "-m", "0700"] + owner + [layout.secrets]))
-        changed = subprocess.call(privileged(["cmp", "-s", uploaded, target]), stderr=subprocess.DEVNULL) != 0
-        run(privileged(["install", "-m", "0600"] + owner + [uploaded, target]))
+        run(in_data_dir(manager, ["install", "-d", "-m", "0700"] + owner + [layout.secrets]))
+        changed = subprocess.call(in_data_dir(manager, ["cmp", "-s", uploaded, target]),
+                                  stderr=subprocess.DEVNULL) != 0
+        run(in_data_dir(manager, ["install", "-m", "0600"] + owner + [uploaded, target]))
     finally:
         if os.path.exists(uploaded):
             os.remove(uploaded)
@@ -275,6 +306,54 @@ def activate(layout, version, url, timeout, manager):
     switch(layout, version)
     restart(layout, manager)
     return wait_healthy(layout, url, timeout, manager)
+
+
+def model_only(layout, old, new):
+    """Whether release `new` differs from release `old` in nothing but its model: same venv, wheel, launcher
+    and daemon options, so the running daemon (which reads its model through `current`) can take it live."""
+    def all_but_model(version):
+        manifest = read_manifest(layout.release(version))
+        return manifest.get("venv"), {n: d for n, d in manifest["files"].items() if n != MODEL_NAME}
+    return old is not None and old != new and all_but_model(old) == all_but_model(new)
+
+
+def go_live(layout, version, url, timeout, manager, may_reload=True):
+    """Make `version` current and serving. When it changes only the model and the daemon serves the current
+    release healthy now, the daemon hot-reloads it (no restart); if that does not serve the new model within
+    RELOAD_TIMEOUT, or the release changes more, the daemon is restarted. The one rule for `fab deploy` and
+    the agent. Returns {"healthy", "reason", "healthz", "stages": [[stage, seconds], …]}, the stages for
+    the deploy's report (switch, reload, restart, health: those it went through)."""
+    stages, started = [], time.monotonic()
+
+    def done(stage):
+        nonlocal started
+        now = time.monotonic()
+        stages.append([stage, round(now - started, 3)])
+        started = now
+
+    old = layout.current_version()
+    reload = may_reload and model_only(layout, old, version) and health.wait_healthy(
+        url, read_manifest(layout.current)["model"]["sha256"], 0, layout.root, manager)[0]
+    switch(layout, version)
+    done("switch")
+    reason = None
+    if reload:
+        try:
+            body = wait_healthy(layout, url, min(RELOAD_TIMEOUT, timeout), manager)
+            done("reload")
+            return {"healthy": True, "reason": None, "healthz": body, "stages": stages}
+        except HostError as error:   # e.g. the new model does not load: the daemon kept the old one
+            done("reload")
+            reason = "the hot reload did not serve the new model (%s): restarted" % error
+    try:
+        restart(layout, manager)
+        done("restart")
+        body = wait_healthy(layout, url, timeout, manager)
+    except HostError as error:
+        done("health")
+        return {"healthy": False, "reason": str(error), "healthz": None, "stages": stages}
+    done("health")
+    return {"healthy": True, "reason": reason, "healthz": body, "stages": stages}
 
 
 def mark_failed(layout, version, reason):
@@ -357,7 +436,9 @@ def deploy(layout, version, url, timeout, manager, keep=3):
     try:
         install(layout, version)
         stage = "health"
-        activate(layout, version, url, timeout, manager)
+        live = go_live(layout, version, url, timeout, manager)
+        if not live["healthy"]:
+            raise HostError(live["reason"])
     except HostError as error:
         reason = str(error)
         if stage == "install":
@@ -373,7 +454,95 @@ def deploy(layout, version, url, timeout, manager, keep=3):
             reason += "; rollback failed too: %s" % again
         return {"ok": False, "new": layout.current_version(), "stage": stage, "reason": reason}
     prune(layout, keep)
-    return {"ok": True, "new": version, "stage": None, "reason": None}
+    return {"ok": True, "new": version, "stage": None, "reason": live["reason"],
+            "reloaded": [name for name, _ in live["stages"]] == ["switch", "reload"]}
+
+
+def agent_launcher(layout):
+    """The agent's launcher for this root: the code of the release current when it starts (it keeps running
+    that until restarted), this root's settings, every trusted key."""
+    return ("#!/bin/sh\n"
+            "# bloomkit's update agent for this deploy root (written by install.py agent-install).\n"
+            "root=%s\n"
+            'release=$(readlink -f "$root/current") || exit 1\n'
+            "set --\n"
+            'for key in "$root"/agent/trusted-*.pub; do set -- "$@" --trust "$key"; done\n'
+            'while IFS= read -r option; do set -- "$@" "$option"; done < "$root/agent/agent.args"\n'
+            "# No bytecode: the agent may run as root in releases the deploy user prunes.\n"
+            'export PYTHONPATH="$release/lib" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n'
+            'exec "$release/venv/bin/python" -m device.cli agent --root "$root" "$@"\n') % shlex.quote(layout.root)
+
+
+def read_folder(path):
+    """{name: bytes} of a folder's files ({} if it does not exist)."""
+    if not os.path.isdir(path):
+        return {}
+    files = {}
+    for name in sorted(os.listdir(path)):
+        with open(os.path.join(path, name), "rb") as file:
+            files[name] = file.read()
+    return files
+
+
+def agent_running(layout, manager):
+    if manager == "pidfile":
+        return pidfile.running_pid(layout.root, "agent") is not None
+    return subprocess.call(as_root(["systemctl", "is-active", "--quiet", AGENT_UNIT])) == 0
+
+
+def install_agent(layout, manager, uploaded, restart_anyway=False):
+    """The agent's settings from an upload (agent.args: its options, one a line; trusted-N.pub: the public keys
+    it trusts) into <root>/agent/ with its launcher, and daemon.args (the daemon's options for releases it pulls,
+    which are the same for every device) into data/; the agent (re)started when they changed, when asked (a new
+    release: the agent runs the code it started with), or when it is not running; else left running."""
+    wanted = {name: data for name, data in read_folder(uploaded).items()
+              if name == "agent.args" or (name.startswith("trusted-") and name.endswith(".pub"))}
+    try:
+        if os.path.isfile(os.path.join(uploaded, "daemon.args")):   # the host's daemon options, for pulled releases
+            make_data_dir(layout, manager)
+            run(in_data_dir(manager, ["install", "-m", "0644", os.path.join(uploaded, "daemon.args"),
+                                      os.path.join(layout.root, DEVICE_ARGS)]))
+    finally:
+        shutil.rmtree(uploaded, ignore_errors=True)
+    if "agent.args" not in wanted or len(wanted) < 2:
+        raise HostError("the agent's upload lacks agent.args or a trusted-N.pub key")
+    wanted[AGENT_LAUNCHER] = agent_launcher(layout).encode()
+    changed = read_folder(layout.agent) != wanted
+    if changed:
+        staged = layout.agent + ".new"
+        shutil.rmtree(staged, ignore_errors=True)
+        os.makedirs(staged)
+        for name, data in wanted.items():
+            with open(os.path.join(staged, name), "wb") as file:
+                file.write(data)
+        os.chmod(os.path.join(staged, AGENT_LAUNCHER), 0o755)
+        shutil.rmtree(layout.agent, ignore_errors=True)
+        os.rename(staged, layout.agent)
+    restarted = changed or restart_anyway or not agent_running(layout, manager)
+    if restarted:
+        if manager == "pidfile":
+            os.makedirs(layout.data, mode=0o750, exist_ok=True)
+            pidfile.stop(layout.root, "agent")
+            pidfile.start(layout.root, "agent")
+        else:
+            systemd_restart(layout, AGENT_SYSTEMD_UNIT, agent_override(layout))
+    return {"ok": True, "changed": changed, "restarted": restarted}
+
+
+def remove_agent(layout, manager):
+    """Stop the agent and remove its settings and the daemon options written with them (the inventory no longer
+    asks for an agent); its state in data/agent/ stays, as the data directory's files do."""
+    present = os.path.isdir(layout.agent)
+    if manager == "pidfile":
+        pidfile.stop(layout.root, "agent")
+    elif os.path.exists("%s/%s" % (UNIT_DIR, AGENT_UNIT)):
+        run(as_root(["systemctl", "disable", "--now", "--quiet", AGENT_UNIT]))
+        run(as_root(["rm", "-rf", "%s/%s" % (UNIT_DIR, AGENT_UNIT), "%s/%s.d" % (UNIT_DIR, AGENT_UNIT)]))
+        run(as_root(["systemctl", "daemon-reload"]))
+    if present:       # the daemon options written with it: a pushed release's launcher has its own
+        run(in_data_dir(manager, ["rm", "-f", os.path.join(layout.root, DEVICE_ARGS)]))
+    shutil.rmtree(layout.agent, ignore_errors=True)
+    return {"ok": True, "removed": present}
 
 
 def run(command, env=None, stdin=None):
@@ -402,8 +571,10 @@ def main(argv=None):
     parser.add_argument("--url", help="the daemon's /healthz on the host (default: the current release's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (0: ask once)")
     commands = parser.add_subparsers(dest="action", required=True)
-    for name in ("verify", "place", "install", "switch", "activate", "deploy", "clear-failed", "mark-failed"):
+    for name in ("verify", "place", "install", "switch", "activate", "go-live", "deploy", "clear-failed",
+                 "mark-failed"):
         commands.add_parser(name).add_argument("version")
+    commands.choices["go-live"].add_argument("--no-reload", action="store_true", help="restart in any case")
     commands.choices["verify"].add_argument("--wheelhouse", metavar="KEY", help="verify this wheelhouse too")
     commands.choices["deploy"].add_argument("--keep", type=int, default=3, help="releases to keep (default 3)")
     commands.choices["mark-failed"].add_argument("reason")
@@ -415,10 +586,15 @@ def main(argv=None):
     secret = commands.add_parser("secret", help="install an uploaded file into the data directory's secrets/")
     secret.add_argument("name")
     secret.add_argument("uploaded")
+    agent = commands.add_parser("agent-install", help="the update agent's settings from an upload, (re)started")
+    agent.add_argument("uploaded", help="a folder with agent.args and trusted-N.pub")
+    agent.add_argument("--restart", action="store_true", help="restart it even if its settings did not change")
+    commands.add_parser("agent-remove", help="stop the update agent and remove its settings")
     args = parser.parse_args(argv)
     layout, manager = Layout(os.path.abspath(args.root)), manager_of(args.service)
     # Only the actions that need the daemon's address read it: the new release's for `deploy`.
     url = lambda: args.url or healthz_url(layout, args.version if args.action == "deploy" else None)  # noqa: E731
+    live = lambda: go_live(layout, args.version, url(), args.timeout, manager, not args.no_reload)  # noqa: E731
     healthy = lambda body: {"healthy": True, "reason": None, "healthz": body}  # noqa: E731
     actions = {
         "verify": lambda: verify(layout, args.version, args.wheelhouse),
@@ -437,12 +613,15 @@ def main(argv=None):
         "rollback": lambda: rollback(layout, args.to, url(), args.timeout, manager),
         "deploy": lambda: deploy(layout, args.version, url(), args.timeout, manager, args.keep),
         "secret": lambda: install_secret(layout, manager, args.name, args.uploaded),
+        "go-live": live,
+        "agent-install": lambda: install_agent(layout, manager, args.uploaded, args.restart),
+        "agent-remove": lambda: remove_agent(layout, manager),
     }
     try:
         outcome = actions[args.action]()
     except HostError as error:
-        if args.action in ("health", "activate"):
-            print(json.dumps({"healthy": False, "reason": str(error), "healthz": None}))
+        if args.action in ("health", "activate", "go-live"):
+            print(json.dumps({"healthy": False, "reason": str(error), "healthz": None, "stages": []}))
         else:
             print("install.py %s: %s" % (args.action, error), file=sys.stderr)
         return 1

@@ -11,7 +11,10 @@ layout, read by the workstation (to upload and to show commands) and by the scri
     <root>/data/                 the daemon's files (`device run --data-dir`): outside the releases, kept
                                  across deploys and rollbacks, writable by the service user; daemon.args
                                  (this device's own daemon options) and agent/ (the update agent's state)
-    <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's log
+    <root>/agent/                the update agent's settings where `fab deploy` installs one: agent.args
+                                 (its options), trusted-N.pub (the keys it trusts), run-agent (its launcher);
+                                 owned by the deploy user, not by the daemon's (it decides what gets installed)
+    <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's (and agent's) log
     <root>/.deploy.lock          held (flock) by the deploy or rollback running on the host, if any
 
 Stdlib only, and importable both as `deploy.host.layout` and, on the host, as the sibling `layout`.
@@ -22,7 +25,9 @@ MODEL_NAME = "model.tflite"
 FAILED_MARKER = ".failed"      # pruned first, skipped by a rollback without --to; a healthy explicit rollback clears it
 HOST_SCRIPTS = "lib/deploy/host"                       # in a release, from the unpacked wheel
 SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
+AGENT_SYSTEMD_UNIT = "lib/device/systemd/bloomkit-agent.service"
 LAUNCHER = "run-daemon"
+AGENT_LAUNCHER = "run-agent"             # in <root>/agent/, written by install.py for this root
 INCOMING_PREFIX = ".incoming-"
 DEVICE_ARGS = "data/daemon.args"          # this device's own `device run` options, one per line (docs/ota.md)
 AGENT_STATUS = "data/agent/status.json"   # the update agent's report (`device agent`)
@@ -51,6 +56,11 @@ class Layout:
     @property
     def data(self):
         return self.root + "/data"
+
+    @property
+    def agent(self):
+        """The update agent's settings and launcher (not in data/: the daemon's user must not change them)."""
+        return self.root + "/agent"
 
     @property
     def secrets(self):

@@ -1,10 +1,13 @@
-"""A pidfile service manager for hosts without systemd: start, stop, restart, status of the release's daemon.
+"""A pidfile service manager for hosts without systemd: start, stop, restart, status of the release's daemon,
+and of the update agent where the inventory asks for one (`--program agent`).
 
 `start` runs a small supervisor detached in its own session (its pid in `<root>/run/supervisor.pid`); it
 runs `<root>/current/run-daemon` in its process group, output appended to `<root>/logs/daemon.log`, the
 daemon's pid in `<root>/run/daemon.pid`, and, like the systemd unit's Restart=on-failure, starts it again
 after a non-zero exit or a signal, waiting longer after each quick failure. `stop` ends the whole process
-group, supervisor and daemon together. Stdlib only: runs on the host.
+group, supervisor and daemon together. The agent is a second program supervised the same way, from
+`<root>/agent/run-agent`, with `agent` in place of `daemon` in those file names (`agent-supervisor.pid`).
+Stdlib only: runs on the host.
 """
 import argparse
 import json
@@ -19,15 +22,22 @@ START_TIMEOUT_S = 120  # a loaded host may take long to start Python; start() re
 MAX_LOG_BYTES = 5 * 1024 * 1024
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)   # after the 1st, 2nd, … failure in a row; the last one repeats
 STABLE_S = 60                          # a daemon that ran this long before failing starts the delays afresh
-# In the daemon's command line: the launcher (briefly, until it execs) or `python -m device.cli run`.
-DAEMON_MARKERS = (b"run-daemon", b"device.cli")
+# In a program's command line: its launcher (briefly, until it execs) or `python -m device.cli run|agent`.
+MARKERS = {"daemon": (b"run-daemon", b"device.cli"), "agent": (b"run-agent", b"device.cli")}
 SUPERVISOR_MARKERS = (b"service.py",)
+PROGRAMS = tuple(MARKERS)
 
 
-def paths(root):
-    return {"pidfile": os.path.join(root, "run", "daemon.pid"),
-            "supervisor": os.path.join(root, "run", "supervisor.pid"),
-            "log": os.path.join(root, "logs", "daemon.log"), "command": os.path.join(root, "current", "run-daemon")}
+def paths(root, program="daemon"):
+    """Where a supervised program's pid, its supervisor's pid and its log live, and what it runs."""
+    if program == "daemon":
+        return {"pidfile": os.path.join(root, "run", "daemon.pid"),
+                "supervisor": os.path.join(root, "run", "supervisor.pid"),
+                "log": os.path.join(root, "logs", "daemon.log"),
+                "command": os.path.join(root, "current", "run-daemon")}
+    return {"pidfile": os.path.join(root, "run", "agent.pid"),
+            "supervisor": os.path.join(root, "run", "agent-supervisor.pid"),
+            "log": os.path.join(root, "logs", "agent.log"), "command": os.path.join(root, "agent", "run-agent")}
 
 
 def _alive(pidfile, markers):
@@ -52,13 +62,13 @@ def _alive(pidfile, markers):
     return pid
 
 
-def running_pid(root):
-    """The daemon's pid if it is alive, else None (also between a failure and the supervisor's restart)."""
-    return _alive(paths(root)["pidfile"], DAEMON_MARKERS)
+def running_pid(root, program="daemon"):
+    """The program's pid if it is alive, else None (also between a failure and the supervisor's restart)."""
+    return _alive(paths(root, program)["pidfile"], MARKERS[program])
 
 
-def supervisor_pid(root):
-    return _alive(paths(root)["supervisor"], SUPERVISOR_MARKERS)
+def supervisor_pid(root, program="daemon"):
+    return _alive(paths(root, program)["supervisor"], SUPERVISOR_MARKERS)
 
 
 def _write_pid(pidfile, pid):
@@ -72,17 +82,18 @@ def _log(where, text):
         log.write(("--- %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), text)).encode())
 
 
-def start(root):
-    """Start the supervisor, and return once it has started the daemon (so health checks find its pid)."""
-    if supervisor_pid(root):
+def start(root, program="daemon"):
+    """Start the supervisor, and return once it has started the program (so health checks find its pid)."""
+    if supervisor_pid(root, program):
         return
-    where = paths(root)
+    where = paths(root, program)
     for directory in (os.path.dirname(where["pidfile"]), os.path.dirname(where["log"])):
         os.makedirs(directory, exist_ok=True)
     if os.path.exists(where["pidfile"]):
         os.remove(where["pidfile"])
     with open(where["log"], "ab") as log, open(os.devnull, "rb") as devnull:
-        supervisor = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "supervise"],
+        supervisor = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "--program", program,
+                                       "supervise"],
                                       cwd=root, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
     _write_pid(where["supervisor"], supervisor.pid)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -90,9 +101,9 @@ def start(root):
         time.sleep(0.02)
 
 
-def supervise(root):
-    """Run the daemon; start it again after a failure, as systemd's Restart=on-failure; return on a clean exit."""
-    where = paths(root)
+def supervise(root, program="daemon"):
+    """Run the program; start it again after a failure, as systemd's Restart=on-failure; return on a clean exit."""
+    where = paths(root, program)
     failures = 0
     while True:
         if os.path.exists(where["log"]) and os.path.getsize(where["log"]) > MAX_LOG_BYTES:
@@ -104,53 +115,54 @@ def supervise(root):
         _write_pid(where["pidfile"], daemon.pid)
         code = daemon.wait()
         if code == 0:
-            _log(where, "daemon exited cleanly: not restarting")
+            _log(where, "%s exited cleanly: not restarting" % program)
             return
         failures = 1 if time.monotonic() - started >= STABLE_S else failures + 1
         delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
-        _log(where, "daemon %s: restarting in %d s" % (
+        _log(where, "%s %s: restarting in %d s" % (program,
             "killed by signal %d" % -code if code < 0 else "exited with status %d" % code, delay))
         time.sleep(delay)
 
 
-def stop(root):
-    """SIGTERM to the supervisor's process group (supervisor and daemon), SIGKILL after STOP_TIMEOUT_S."""
-    group = supervisor_pid(root)
+def stop(root, program="daemon"):
+    """SIGTERM to the supervisor's process group (supervisor and program), SIGKILL after STOP_TIMEOUT_S."""
+    group = supervisor_pid(root, program)
     if group is not None:
         os.killpg(group, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and (supervisor_pid(root) or running_pid(root)):
+        while time.monotonic() < deadline and (supervisor_pid(root, program) or running_pid(root, program)):
             time.sleep(0.1)
         try:
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for pidfile in (paths(root)["pidfile"], paths(root)["supervisor"]):
+    for pidfile in (paths(root, program)["pidfile"], paths(root, program)["supervisor"]):
         if os.path.exists(pidfile):
             os.remove(pidfile)
 
 
-def status(root):
-    pid = running_pid(root)
-    print(json.dumps({"running": pid is not None, "pid": pid, "supervisor": supervisor_pid(root)}))
+def status(root, program="daemon"):
+    pid = running_pid(root, program)
+    print(json.dumps({"running": pid is not None, "pid": pid, "supervisor": supervisor_pid(root, program)}))
     return 0 if pid else 3
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="the deploy root (holds current/, run/, logs/)")
+    parser.add_argument("--program", choices=PROGRAMS, default="daemon", help="the daemon (default) or the agent")
     parser.add_argument("action", choices=("start", "stop", "restart", "status", "supervise"),
                         help="supervise: what start runs detached")
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
     if args.action == "status":
-        return status(root)
+        return status(root, args.program)
     if args.action == "supervise":
-        return supervise(root)
+        return supervise(root, args.program)
     if args.action in ("stop", "restart"):
-        stop(root)
+        stop(root, args.program)
     if args.action in ("start", "restart"):
-        start(root)
+        start(root, args.program)
     return 0
 
 

@@ -15,12 +15,11 @@ from deploy.fleet import Interrupt, run_fleet
 from deploy.inventory import Host
 from deploy.outline import Stages, host_job, progress, reason_for
 from deploy.releases import new_version, stage
-from deploy.report import DRY_RUN, OK, ROLLED_BACK, SKIPPED, HostResult
+from deploy.report import DRY_RUN, FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.ssh import Remote, remote_opener
 from deploy.steps import HostSteps
 from device.daemon.mqtt import CREDENTIALS_FILE
 
-RELOAD_TIMEOUT = 15.0      # seconds for a hot reload to serve the new model before falling back to a restart
 LOCK_REGAIN_S = 10.0       # for the rollback's connection to take the lock the failed one held
 
 
@@ -62,69 +61,85 @@ def deploy_fleet(hosts: list[Host], model: Path, *, builder: Builder | None = No
 def deploy_work(options: Options):
     def work(steps: HostSteps, result: HostResult, stages: Stages) -> None:
         say = lambda text: options.say(f"[{steps.host.name}] {text}")  # noqa: E731
-        facts = steps.facts
-        steps.check_can_run()
-        steps.check_port()
-        say(f"{facts.os}, {facts.machine}, Python {facts.python[0]}.{facts.python[1]}, "
-            f"current release {facts.current or 'none'}")
-        stages.enter("build")
-        wheel = options.builder.wheel()
-        wheelhouse = options.builder.wheelhouse(facts.target)
-        version = new_version(options.model_info["sha256"], facts.releases)
-        bundle = stage(steps.host, options.model, options.model_info, wheel, wheelhouse,
-                       options.staging / steps.host.name / version, version)
-        if bundle.identity == facts.identity:
-            credentials_changed = install_credentials(steps, stages, say, None)
-            stages.enter("health")
-            if facts.serving_current and not credentials_changed:
-                result.status = SKIPPED
-                return
-            if facts.serving_current:  # so only the credentials changed: the daemon reads them at start
-                say("already current, new MQTT credentials: restarting")
-                reason = "new MQTT credentials: restarted"
-            else:
-                say("already current but not healthy: restarting")
-                reason = "was current but not healthy: restarted"
-            steps.restart()
-            steps.wait_healthy(options.health_timeout)
-            result.status, result.reason = OK, reason
-            return
-        need_venv = wheelhouse.key not in facts.venvs
-        wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
-        stages.enter("preflight")
-        steps.check_disk(bundle, sum(p.stat().st_size for p in wheel_files if p.is_file()))
-        stages.enter("upload")
-        say(f"uploading {bundle.version}" + (" and the wheelhouse" if need_venv else ""))
-        steps.upload(bundle, wheel_files, wheelhouse.key)
-        stages.enter("verify")
-        steps.verify(bundle, wheelhouse.key, with_wheelhouse=need_venv)
-        stages.enter("venv")
-        if need_venv:
-            say("building the venv (first deploy or new requirements)")
-        steps.place(bundle)
-        credentials_changed = install_credentials(steps, stages, say, bundle.version)
-        stages.enter("switch")
-        reload = steps.can_hot_reload(bundle) and not credentials_changed  # the daemon read the old ones at start
-        result.new = bundle.version                 # from here on, a failure switches back
-        steps.switch(bundle.version)
-        if reload:
-            stages.enter("reload")
-            say("waiting for the daemon to reload the model")
-            try:
-                steps.wait_healthy(min(RELOAD_TIMEOUT, options.health_timeout))
-            except DeployError as error:   # e.g. the new model does not load: the daemon kept the old one
-                say(f"the hot reload did not serve the new model ({error}): restarting")
-                reload = False
-        if not reload:
-            stages.enter("restart")
-            steps.restart()
-            stages.enter("health")
-            say("waiting for /healthz")
-            steps.wait_healthy(options.health_timeout)
-        stages.enter("prune")
-        steps.prune(options.keep)
-        result.status = DRY_RUN if steps.remote.dry_run else OK
+        deploy_release(options, steps, result, stages, say)
+        try:
+            set_up_agent(steps, stages, say, new_release=result.new != result.old)
+        except DeployError as error:     # the release is live and healthy: report, do not roll it back
+            result.status, result.stage, result.reason = FAILED, "agent", str(error)
     return work
+
+
+def deploy_release(options: Options, steps: HostSteps, result: HostResult, stages: Stages,
+                   say: Callable[[str], None]) -> None:
+    """The release on one host: built, uploaded, verified, placed, made live (SKIPPED when already current)."""
+    facts = steps.facts
+    steps.check_can_run()
+    steps.check_port()
+    say(f"{facts.os}, {facts.machine}, Python {facts.python[0]}.{facts.python[1]}, "
+        f"current release {facts.current or 'none'}")
+    stages.enter("build")
+    wheel = options.builder.wheel()
+    wheelhouse = options.builder.wheelhouse(facts.target)
+    version = new_version(options.model_info["sha256"], facts.releases)
+    bundle = stage(steps.host, options.model, options.model_info, wheel, wheelhouse,
+                   options.staging / steps.host.name / version, version)
+    if bundle.identity == facts.identity:
+        credentials_changed = install_credentials(steps, stages, say, None)
+        stages.enter("health")
+        if facts.serving_current and not credentials_changed:
+            result.status = SKIPPED
+            return
+        if facts.serving_current:  # so only the credentials changed: the daemon reads them at start
+            say("already current, new MQTT credentials: restarting")
+            reason = "new MQTT credentials: restarted"
+        else:
+            say("already current but not healthy: restarting")
+            reason = "was current but not healthy: restarted"
+        steps.restart()
+        steps.wait_healthy(options.health_timeout)
+        result.status, result.reason = OK, reason
+        return
+    need_venv = wheelhouse.key not in facts.venvs
+    wheel_files = [] if not need_venv else [wheelhouse.path / "*"] if steps.remote.dry_run else wheelhouse.files()
+    stages.enter("preflight")
+    steps.check_disk(bundle, sum(p.stat().st_size for p in wheel_files if p.is_file()))
+    stages.enter("upload")
+    say(f"uploading {bundle.version}" + (" and the wheelhouse" if need_venv else ""))
+    steps.upload(bundle, wheel_files, wheelhouse.key)
+    stages.enter("verify")
+    steps.verify(bundle, wheelhouse.key, with_wheelhouse=need_venv)
+    stages.enter("venv")
+    if need_venv:
+        say("building the venv (first deploy or new requirements)")
+    steps.place(bundle)
+    credentials_changed = install_credentials(steps, stages, say, bundle.version)
+    stages.enter("switch")
+    result.new = bundle.version                 # from here on, a failure switches back
+    # The host decides: a hot reload when only the model changed, else (or if that fails) a restart; never a
+    # reload with new credentials, which the daemon reads at start.
+    live = steps.go_live(bundle.version, options.health_timeout, may_reload=not credentials_changed)
+    stages.replay(live["stages"])
+    if live["reason"] and live["healthy"]:
+        say(live["reason"])
+    if not live["healthy"]:
+        raise DeployError(live["reason"])
+    stages.enter("prune")
+    steps.prune(options.keep)
+    result.status = DRY_RUN if steps.remote.dry_run else OK
+
+
+def set_up_agent(steps: HostSteps, stages: Stages, say: Callable[[str], None], new_release: bool) -> None:
+    """The update agent as the inventory asks: its settings installed and the agent (re)started when they
+    changed, when it is not running, or after a new release (it runs the code it started with); an agent
+    that a deploy installed earlier stopped and removed once the inventory drops it."""
+    if steps.host.agent is not None:
+        stages.enter("agent")
+        done = steps.install_agent(restart=new_release)
+        say("update agent " + ("restarted" if done["restarted"] else "running, unchanged"))
+    elif steps.facts.agent:
+        stages.enter("agent")
+        steps.remove_agent()
+        say("update agent stopped and removed (no agent: in the inventory)")
 
 
 def install_credentials(steps: HostSteps, stages: Stages, say: Callable[[str], None], version: str | None) -> bool:

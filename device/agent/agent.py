@@ -4,6 +4,8 @@ Every refusal leaves the device on the release it runs, with the reason in the s
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -12,6 +14,7 @@ import random
 import shutil
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
@@ -30,10 +33,16 @@ log = logging.getLogger("bloomkit.agent")
 MAX_BACKOFF_S = 3600
 DISK_MARGIN = 64 << 20
 VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size (as fab deploy reckons)
+DEPLOY_LOCK = ".deploy.lock"   # under the root: held by `fab deploy` (deploy/host/layout.py) and by the agent
+LOCK_WAIT_S = 300              # for a push deploy to finish before this poll gives up (tried again at the next)
 
 
 class Refused(UserError):
     """The channel offers something this device will not install; it stays on its release."""
+
+
+class Busy(UserError):
+    """Another deploy (a push) holds the root's deploy lock: nothing was touched, the next poll tries again."""
 
 
 @dataclass
@@ -94,6 +103,8 @@ class Agent:
         except fetch.StoreDown as error:
             self.failures_in_a_row += 1
             self._set("store-down", str(error))
+        except Busy as error:
+            self._set("waiting", str(error))
         except (Refused, ManifestError, fetch.DownloadError, fetch.DiskFull) as error:
             self._set("refused", str(error))
         except OSError as error:             # the device's own disk or files
@@ -169,33 +180,51 @@ class Agent:
         self._set("downloading", None)
         for digest, size in missing.items():
             fetch.download(f"{c.store_url}/objects/{digest}", objects / digest, digest, size)
-        incoming = root / "releases" / f".incoming-{version}"
-        shutil.rmtree(incoming, ignore_errors=True)
-        incoming.mkdir(parents=True)
-        for name, f in wanted.items():
-            self._place(f["sha256"], incoming / name, local, objects)
-        (incoming / "run-daemon").chmod(0o755)
-        if wheels:
-            house = root / "wheelhouses" / target["venv"]
-            shutil.rmtree(house, ignore_errors=True)
-            house.mkdir(parents=True)
-            for name, f in wheels.items():
-                self._place(f["sha256"], house / name, local, objects)
-        wheel = next(name for name in wanted if name.endswith(".whl"))
-        self._set("installing", None)
-        answer = install(root, version, wheel, f"http://{c.daemon_http}/healthz", c.health_timeout, python=c.python)
+        with self._deploy_lock():      # a push's prune would remove what is placed here
+            incoming = root / "releases" / f".incoming-{version}"
+            shutil.rmtree(incoming, ignore_errors=True)
+            incoming.mkdir(parents=True)
+            for name, f in wanted.items():
+                self._place(f["sha256"], incoming / name, local, objects)
+            (incoming / "run-daemon").chmod(0o755)
+            if wheels:
+                house = root / "wheelhouses" / target["venv"]
+                shutil.rmtree(house, ignore_errors=True)
+                house.mkdir(parents=True)
+                for name, f in wheels.items():
+                    self._place(f["sha256"], house / name, local, objects)
+            wheel = next(name for name in wanted if name.endswith(".whl"))
+            self._set("installing", None)
+            answer = install(root, version, wheel, f"http://{c.daemon_http}/healthz", c.health_timeout,
+                             python=c.python)
         shutil.rmtree(objects, ignore_errors=True)
         if answer["ok"]:
             self.state.release, self.state.version = channel.release, version
             self.status.release, self.status.failed_release = channel.release, None
             self._set("installed", None)
-            log.info("installed release %d (%s)", channel.release, version)
+            how = "the daemon reloaded its model" if answer.get("reloaded") else answer.get("reason") or "restarted"
+            log.info("installed release %d (%s): %s", channel.release, version, how)
             return
         reason = f"{answer.get('stage')}: {answer.get('reason')}"
         self.state.failed[str(channel.release)] = reason
         self.status.failed_release = channel.release
         rolled_back = answer.get("new") is not None and answer.get("stage") != "install"
         self._set("rolled-back" if rolled_back else "failed", f"release {channel.release}: {reason}")
+
+    @contextlib.contextmanager
+    def _deploy_lock(self):
+        """The root's deploy lock, as `fab deploy` takes it (flock): one install at a time, pushed or pulled."""
+        with open(self.config.root / DEPLOY_LOCK, "a") as lock:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Busy("another deploy to this host is running: trying again at the next poll") from None
+                    time.sleep(1)
+            yield
 
     def _local_files(self) -> dict[str, Path]:
         """sha256 → a file of the current release with that content: copied, not downloaded again."""
@@ -208,18 +237,13 @@ class Agent:
 
     @staticmethod
     def _place(digest: str, destination: Path, local: dict[str, Path], objects: Path) -> None:
-        """Put a verified file at `destination`: a download (hard-linked), else the current release's copy,
-        checked again since it lives on a disk anyone with root could have changed."""
+        """Copy a verified file into place, a download or else the current release's copy, and check it again
+        there: both live where they could be changed after their check (the staging area is in the data
+        directory, which under systemd the daemon's user owns), the copy in place only the agent writes."""
         downloaded = objects / digest
-        if downloaded.is_file():
-            try:
-                os.link(downloaded, destination)
-            except OSError:                      # another file system (a separate data partition)
-                shutil.copyfile(downloaded, destination)
-            return
-        shutil.copyfile(local[digest], destination)
+        shutil.copyfile(downloaded if downloaded.is_file() else local[digest], destination)
         if sha256_file(destination) != digest:
-            raise fetch.DownloadError(f"the current release's {destination.name} changed on disk: refused")
+            raise fetch.DownloadError(f"{destination.name} changed on disk after it was checked: refused")
 
     def _check_disk(self, download_bytes: int, wheel_bytes: int) -> None:
         objects = self.dir / "objects"

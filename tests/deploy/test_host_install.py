@@ -63,7 +63,8 @@ def test_an_agent_installs_activates_and_rolls_back_on_the_host_itself(tmp_path,
     try:
         first = upload(root, host, models.first, builder, tmp_path / "staging")
         code, outcome, stderr = install(root, "--timeout", "60", "deploy", first)
-        assert (code, outcome) == (0, {"ok": True, "new": first, "stage": None, "reason": None}), stderr
+        assert (code, outcome) == (0, {"ok": True, "new": first, "stage": None, "reason": None,
+                                       "reloaded": False}), stderr
         assert os.readlink(root / "current") == f"releases/{first}" and (root / "data").is_dir()
         code, health, _ = install(root, "--timeout", "0", "health")
         assert code == 0 and health["healthz"]["release"]["version"] == first

@@ -177,3 +177,50 @@ def test_a_bad_port_on_h_is_one_line_before_fabric_reads_it(typed, message):
     done = subprocess.run([str(fab), "-H", typed, "status"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (1, f"fab: error: {message}")
     assert done.stdout == ""
+
+
+AGENT_FLEET = """
+defaults:
+  agent: {channel: "https://updates.example.com/bloomkit/channels/stable.json", trust: keys/signing-key.pub}
+hosts:
+  pi-1: {daemon: {http: "0.0.0.0:9000"}, agent: {interval: 60, mqtt: "mqtt://broker.lan"}}
+  pi-2: {agent: {device_id: greenhouse-2, trust: [keys/signing-key.pub, keys/next.pub]}}
+  pi-3: {agent: false}
+"""
+
+
+def keys(tmp_path: Path) -> None:
+    from deploy.keys import keygen
+
+    (tmp_path / "keys").mkdir()
+    keygen(tmp_path / "keys" / "signing-key")
+    keygen(tmp_path / "keys" / "next")
+
+
+def test_an_agent_section_merges_defaults_and_gives_the_agents_options(tmp_path):
+    keys(tmp_path)
+    one, two, three = load_inventory(write(tmp_path, AGENT_FLEET)).select()
+    assert one.agent.trust == (tmp_path / "keys" / "signing-key.pub",) and one.agent.interval == 60
+    assert one.agent_args() == ["--channel", "https://updates.example.com/bloomkit/channels/stable.json",
+                                "--device-id", "pi-1", "--daemon-http", "127.0.0.1:9000", "--interval", "60",
+                                "--python", "python3", "--mqtt", "mqtt://broker.lan"]
+    assert two.agent.device_id == "greenhouse-2" and len(two.agent.trust) == 2 and two.agent.interval == 300
+    assert three.agent is None
+    assert load_inventory(write(tmp_path, "hosts: {lab: {}}")).select()[0].agent is None
+
+
+@pytest.mark.parametrize("agent, message", [
+    ("{channel: 'http://store/channels/stable.json'}", "needs channel .* and trust"),
+    ("{channel: 'ftp://store/channels/stable.json', trust: keys/signing-key.pub}", "expected http"),
+    ("{channel: 'http://store/stable.json', trust: keys/signing-key.pub}", "expected http"),
+    ("{channel: 'http://store/channels/stable.json', trust: keys/signing-key}", "not a bloomkit public key"),
+    ("{channel: 'http://store/channels/stable.json', trust: keys/absent.pub}", "cannot read"),
+    ("{channel: 'http://store/channels/stable.json', trust: keys/signing-key.pub, interval: 0}", "interval must be"),
+    ("{channel: 'http://store/channels/stable.json', trust: keys/signing-key.pub, mqtt: 'http://x'}", "mqtt"),
+    ("{channel: 'http://store/channels/stable.json', trust: keys/signing-key.pub, every: 3}", "unknown setting"),
+    ("[1]", "must be a mapping"),
+])
+def test_a_wrong_agent_section_is_one_line_naming_the_host(tmp_path, agent, message):
+    keys(tmp_path)
+    with pytest.raises(InventoryError, match=f"host a: agent.*{message}"):
+        load_inventory(write(tmp_path, f"hosts: {{a: {{agent: {agent}}}}}"))

@@ -84,13 +84,13 @@ def test_dry_run_prints_every_command_and_transfer_and_touches_no_host(lab, refe
                      "pip download", "--platform manylinux_2_36_aarch64",
                      f"[pi1] put ", f"{root}/releases/.incoming-", "/model.tflite", "-m zipfile -e bloomkit-",
                      "/lib/deploy/host/install.py --root", "--service systemd verify ", "--wheelhouse ",
-                     "--service systemd place ", "--service systemd switch ", "--service systemd restart",
-                     "--timeout 60.0 health", "--service systemd prune --keep 3", "DRY-RUN"]:
+                     "--service systemd place ", "/healthz --timeout 60.0 go-live ",
+                     "--service systemd prune --keep 3", "DRY-RUN"]:
         assert expected in out, expected
     assert not Path(root).exists()
     done = run_fab(builder, "deploy", "--model", str(reference_model), "--inventory", str(lab.inventory([host])),
                    "--dry-run", "--json")
-    assert json.loads(done.stdout)[0]["status"] == "DRY-RUN" and " switch " in done.stderr
+    assert json.loads(done.stdout)[0]["status"] == "DRY-RUN" and " go-live " in done.stderr
 
 
 def test_bad_input_is_one_line(lab, tmp_path, builder):

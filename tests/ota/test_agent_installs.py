@@ -1,15 +1,26 @@
 """The agent installs with the release's own host-side install path (the one `fab deploy` runs over SSH): a
 pushed device pulls a model-only release (only the new files travel, the model resumed with Range after a
-cut), then a release whose model no runtime can load, which is rolled back, reported, and not tried again."""
+cut), then a release whose model no runtime can load, which is rolled back, reported, and not tried again.
+A model-only release is hot-reloaded as `fab deploy` does it (the daemon keeps its pid), with a restart when
+the reload does not serve the new model; a disk that fills up during a download is refused, and the next
+poll resumes the download."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from deploy.build import sha256_file
+from tests.conftest import require
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
 from testkit.agentlab import agent_for, publish, serving, set_rollout
 from testkit.webservers import CuttingProxy
@@ -70,3 +81,99 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     assert agent.check() == "failed"                     # and not tried again: waits for a newer release
     assert "waiting for a newer one" in agent.status.last_error
     assert serving(device.daemon.http) == sha256_file(models.second)
+
+
+def daemon_pid(root: Path) -> int:
+    return int((root / "run" / "daemon.pid").read_text())
+
+
+def test_a_model_only_release_is_hot_reloaded_and_a_reload_that_does_not_serve_falls_back_to_a_restart(
+        device, tmp_path, nginx, models, builder, signing_key, trusted, caplog):
+    root = Path(device.root)
+    shutil.rmtree(root / "data" / "agent", ignore_errors=True)
+    store = tmp_path / "store"
+    publish(store, models.second, builder, signing_key)
+    agent = agent_for(device, f"{nginx(store).url}/channels/stable.json", trusted)
+    assert agent.check() == "installed", agent.status         # a pulled release: the store's launcher
+    pid = daemon_pid(root)
+
+    time.sleep(1.1)             # nginx's ETag is the manifest's size and mtime in seconds: make it another one
+    publish(store, models.first, builder, signing_key)         # release 2: only the model differs
+    with caplog.at_level(logging.INFO, logger="bloomkit.agent"):
+        assert agent.check() == "installed", agent.status
+    assert serving(device.daemon.http) == sha256_file(models.first)
+    assert daemon_pid(root) == pid, "reloaded, not restarted"
+    assert "installed release 2 (" in caplog.text and "the daemon reloaded its model" in caplog.text
+
+    # Release 3, model-only too; the daemon stops answering the moment `current` switches (hung), so the reload
+    # is never seen: after RELOAD_TIMEOUT the daemon is restarted, and the new one serves the new model.
+    time.sleep(1.1)
+    third = publish(store, models.second, builder, signing_key)
+    switched = threading.Event()
+
+    def hang_the_daemon_at_the_switch() -> None:
+        while not switched.wait(0.005):
+            if os.readlink(root / "current") == f"releases/{third.version}":
+                os.kill(pid, signal.SIGSTOP)
+                switched.set()
+    watcher = threading.Thread(target=hang_the_daemon_at_the_switch, daemon=True)
+    watcher.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="bloomkit.agent"):
+            assert agent.check() == "installed", agent.status
+    finally:
+        switched.set()
+    assert serving(device.daemon.http) == sha256_file(models.second)
+    assert daemon_pid(root) != pid
+    assert "installed release 3 (" in caplog.text and "the hot reload did not serve the new model" in caplog.text
+    assert agent.status.last_error is None and agent.status.health == "ok"
+
+
+def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_resumes(
+        device, tmp_path, nginx, models, builder, signing_key, trusted, caplog):
+    require(shutil.which("mount") is not None, "mount not installed")
+    root = Path(device.root)
+    shutil.rmtree(root / "data" / "agent", ignore_errors=True)
+    served = serving(device.daemon.http)
+    model = models.first if served == sha256_file(models.second) else models.second
+    store = tmp_path / "store"
+    publish(store, model, builder, signing_key)
+    server = nginx(store)
+    # The staging area on a small file system of its own (room for the pre-flight check: the model + 64 MB),
+    # which something else fills up halfway through the model's download.
+    objects = root / "data" / "agent" / "objects"
+    objects.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(objects)], capture_output=True)
+    require(mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
+
+    def fill_the_disk() -> None:
+        descriptor = os.open(objects / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(descriptor, bytes(1 << 20)):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+    proxy = CuttingProxy(server.port, cut_after=model.stat().st_size // 2, instead=fill_the_disk)
+    try:
+        agent = agent_for(device, f"{proxy.url}/channels/stable.json", trusted)
+        with caplog.at_level(logging.WARNING, logger="bloomkit.agent"):
+            assert agent.check() == "refused", agent.status
+        status = json.loads((root / "data" / "agent" / "status.json").read_text())
+        assert "disk full while downloading" in status["last_error"] and status["health"] == "ok"
+        assert "disk full while downloading" in caplog.text
+        assert serving(device.daemon.http) == served                       # still on its release
+        assert not list((root / "releases").glob(".incoming-*"))
+        part = objects / f"{sha256_file(model)}.part"                   # what arrived: a prefix, kept
+        assert 0 < part.stat().st_size < model.stat().st_size
+        assert model.read_bytes().startswith(part.read_bytes())
+
+        (objects / "filler").unlink()                                     # room again: the next poll resumes
+        assert agent.check() == "installed", agent.status
+        assert serving(device.daemon.http) == sha256_file(model)
+        log = (tmp_path / "nginx-0" / "access.log").read_text()
+        assert f'"GET /objects/{sha256_file(model)} HTTP/1.1" 206' in log
+    finally:
+        proxy.close()
+        subprocess.run(["umount", str(objects)], check=True)
