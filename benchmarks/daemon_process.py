@@ -20,8 +20,9 @@ FLOWERS = SHARED / "data" / "flowers-mini"
 class Daemon(DaemonProcess):
     """The tests' `device run` subprocess, on a free port, started and serving; plus metrics and /proc numbers."""
 
-    def __init__(self, *args: str) -> None:
-        super().__init__("--http", "127.0.0.1:0", *args, cwd=REPO)
+    def __init__(self, *args: str, code: Path = REPO) -> None:
+        """`code`: the checkout whose `device` runs (another commit's, for a baseline in the same run)."""
+        super().__init__("--http", "127.0.0.1:0", *args, cwd=code)
         self.wait_for(lambda: self.url, 60, "the HTTP address")
 
     def metrics(self) -> dict[str, float]:

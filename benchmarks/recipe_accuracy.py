@@ -1,17 +1,22 @@
 """Recipe accuracy: Model Maker's recipe against bloomkit's others, over split seeds, and what each part buys.
 
-Two tables on flowers-mini (`--split 0.8`: 400 training, 100 test photos per seed):
+Three tables on flowers-mini (`--split 0.8`: 400 training, 100 test photos per seed):
 
 - **runs**: whole `trainer train` runs, one per recipe and seed, each in its own process and timed from
   start to exit, recipes alternating: float and int8 test accuracy, epochs run, wall seconds.
 - **ingredients** (`--ingredients`): the head alone, trained in this process on features computed once,
   adding one part of the early-stopping recipe at a time (float test accuracy; seconds of fitting).
+- **tail** (`--tail`): the backbone's last convolution (`conv_head`, 320 -> 1280 channels, its BatchNorm
+  frozen) fine-tuned with a new head on each seed's cached block-15 activations (7x7x320 a photo), the
+  candidate that bought the most in docs/benchmarks-trainer.md, with the pooled features fed to the head
+  as they are and L2-normalized (scaled by 10: a cosine classifier) (float test accuracy; fit seconds).
 
-    .venv/bin/python benchmarks/recipe_accuracy.py [--seeds 6] [--ingredients] [--json]
+    .venv/bin/python benchmarks/recipe_accuracy.py [--seeds 6] [--ingredients | --tail] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -65,7 +70,7 @@ def ingredients(seeds: int, data_folder: Path) -> list[dict]:
 
     spec = model_spec.get("efficientnet_lite0")
     data = DataLoader.from_folder(data_folder)
-    every = dict(zip((path for path, _ in data.items), frozen_features.features(spec, data)))
+    every = dict(zip((path for path, _ in data.items), frozen_features.features(spec, data).rows))
     rows = []
     for name, changes in INGREDIENTS:
         accuracies, seconds = [], []
@@ -83,6 +88,62 @@ def ingredients(seeds: int, data_folder: Path) -> list[dict]:
     return rows
 
 
+# The --tail rows: (name, the scale of the L2-normalized pooled features, or None to feed them as they are).
+TAILS = (("conv_head fine-tuned", None), ("conv_head fine-tuned, features L2-normalized x10", 10.0))
+
+
+def tail(seeds: int, data_folder: Path, epochs: int = 5, learning_rate: float = 1e-3) -> list[dict]:
+    """conv_head and a new head fine-tuned per seed on block-15 activations computed once: Adam with a cosine
+    decay, batch 32, label smoothing 0.1, dropout 0.2, L2 1e-4 on the head, no early stopping."""
+    import numpy as np
+
+    import trainer._quiet_tensorflow  # noqa: F401  (before TensorFlow)
+    import keras
+    from device import imaging
+    from trainer import model_spec
+    from trainer.data import DataLoader
+
+    spec = model_spec.get("efficientnet_lite0")
+    data = DataLoader.from_folder(data_folder)
+    backbone = spec.feature_extractor()
+    trunk = keras.Model(backbone.input, backbone.get_layer("blocks_15_bn2").output)
+    images = [imaging.normalize(image, spec.mean, spec.std) for image in data.images(spec.input_size)]
+    activations = np.concatenate([trunk.predict_on_batch(np.stack(images[start:start + 25]))
+                                  for start in range(0, len(images), 25)])
+    names = [layer.name for layer in backbone.layers]
+    layers = [backbone.get_layer(name) for name in names[names.index("conv_head"):names.index("avg_pool") + 1]]
+    imagenet = [layer.get_weights() for layer in layers]
+    labels = np.eye(data.num_classes)[data.labels]
+    rows = []
+    for (name, scale), seed in itertools.product(TAILS, range(seeds)):
+        keras.utils.set_random_seed(seed)
+        for layer, weights in zip(layers, imagenet):  # the layers are shared: each seed starts from ImageNet's
+            layer.set_weights(weights)
+        inputs = keras.Input(activations.shape[1:])
+        x = inputs
+        for layer in layers:
+            frozen = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = not frozen
+            x = layer(x, training=False) if frozen else layer(x)
+        if scale is not None:
+            x = keras.layers.Rescaling(scale)(keras.layers.UnitNormalization()(x))
+        x = keras.layers.Dropout(0.2)(x)
+        model = keras.Model(inputs, keras.layers.Dense(data.num_classes, activation="softmax",
+                                                       kernel_regularizer=keras.regularizers.L2(1e-4))(x))
+        keep = data.split_mask(0.8, seed=seed)
+        steps = int(keep.sum()) // 32
+        model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)),
+                      keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+        started = time.perf_counter()
+        model.fit(activations[keep], labels[keep], batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+        seconds = time.perf_counter() - started
+        predicted = model.predict_on_batch(activations[~keep]).argmax(axis=1)
+        rows.append({"tail": name, "seed": seed, "float": float(np.mean(predicted == data.labels[~keep])),
+                     "fit_seconds": round(seconds, 2)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def _done(value) -> Future:
     future = Future()
     future.set_result(value)
@@ -94,6 +155,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--ingredients", action="store_true", help="the per-ingredient table instead of the runs")
+    parser.add_argument("--tail", action="store_true", help="conv_head fine-tuned on cached activations instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.ingredients:
@@ -103,6 +165,17 @@ def main() -> int:
         for row in rows:
             print(f"{row['ingredient']:<52} mean {row['mean']:.3f}  per seed "
                   f"{' '.join(f'{a:.2f}' for a in row['float'])}  fit {row['fit_seconds']:.1f} s")
+        return 0
+    if args.tail:
+        rows = tail(args.seeds, args.data)
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        for name, _ in TAILS:
+            accuracies = [row["float"] for row in rows if row["tail"] == name]
+            print(f"{name:<52} mean {statistics.mean(accuracies):.3f}  per seed "
+                  f"{' '.join(f'{a:.2f}' for a in accuracies)}  fit "
+                  f"{statistics.mean(row['fit_seconds'] for row in rows if row['tail'] == name):.1f} s")
         return 0
     runs = []
     for seed in range(args.seeds):

@@ -188,7 +188,7 @@ def _host(name: str, defaults: Mapping, settings: Mapping, base: Path) -> Host:
 
 def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
     """`device run`'s options from the inventory, checked as the daemon will check them."""
-    from device.daemon.config import ConfigError, check_options, load_config_file
+    from device.daemon.config import check_options
 
     daemon = dict(options)
     for key in ("http", "source", "config"):
@@ -215,10 +215,8 @@ def _daemon_options(options: Mapping, base: Path, where: str) -> DaemonOptions:
                                  f"not {args!r}")
         daemon["args"] = tuple(str(a) for a in args)
     try:
-        if "config" in daemon:
-            load_config_file(daemon["config"])
-        check_options(list(daemon.get("args", ())))
-    except ConfigError as error:
+        check_options(list(daemon.get("args", ())), daemon.get("config"))
+    except UserError as error:
         raise InventoryError(f"{where}: {error}") from None
     return DaemonOptions(**daemon)
 

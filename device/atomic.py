@@ -28,7 +28,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", newline: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _mode_for(path: Path) -> int:
@@ -41,7 +41,8 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the names created or renamed in `directory` durable (a rename is on disk once its folder is synced)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:

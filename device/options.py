@@ -20,7 +20,7 @@ def check_number(option: str, value: float | None, *, minimum: float | None = No
     if value is None:
         return
     if not math.isfinite(value):
-        raise OptionError(f"{option} {value}: must be a finite number")
+        raise OptionError(f"{option} {value:.15g}: must be a finite number")
     too_low = (minimum is not None and value < minimum) or (above is not None and value <= above)
     if too_low or (maximum is not None and value > maximum):
         bounds = []
@@ -30,4 +30,4 @@ def check_number(option: str, value: float | None, *, minimum: float | None = No
             bounds.append("positive" if above == 0 else f"more than {above:g}")
         if maximum is not None:
             bounds.append(f"at most {maximum:g}")
-        raise OptionError(f"{option} {value}: must be {' and '.join(bounds)}")
+        raise OptionError(f"{option} {value:.15g}: must be {' and '.join(bounds)}")

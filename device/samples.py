@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from device.atomic import atomic_write
+from device.atomic import fsync_directory
 
 IMAGE, SIDECAR = ".jpg", ".json"
 FORMAT_VERSION = 1
@@ -127,15 +127,20 @@ class SampleStore:
             self.rescan()  # `fab collect` may have taken some away
             while self.total + size > self.budget:
                 evicted.append(self._evict_oldest())
-        with atomic_write(self.folder / (name + IMAGE), "wb") as file:
-            file.write(jpeg)
+        # Hidden temporary names (what `open` removes after a crash), each synced, then renamed: the JPEG first,
+        # the sidecar last, when the sample exists.
+        temporaries = [self.folder / f".{name}{suffix}.tmp" for suffix in (IMAGE, SIDECAR)]
         try:
-            with atomic_write(self.folder / (name + SIDECAR), "wb") as file:
-                file.write(meta)
+            for temporary, data in zip(temporaries, (jpeg, meta)):
+                _write_synced(temporary, data)
+            for temporary, suffix in zip(temporaries, (IMAGE, SIDECAR)):
+                os.replace(temporary, self.folder / (name + suffix))
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(self.folder / (name + IMAGE))
+            for path in (*temporaries, self.folder / (name + IMAGE)):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             raise
+        fsync_directory(self.folder)  # both names at once: one directory sync a sample, not one a file
         self._sizes[name] = size
         self.total += size
         return Written(name, size, evicted)
@@ -147,6 +152,13 @@ class SampleStore:
                 os.unlink(self.folder / (name + suffix))
         self.total -= self._sizes.pop(name)
         return name
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def now_utc() -> datetime:

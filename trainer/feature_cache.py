@@ -14,12 +14,10 @@ import hashlib
 import os
 import sqlite3
 import sys
-import threading
 import time
-from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -33,27 +31,27 @@ if TYPE_CHECKING:
 BATCH = 256           # rows read or written per statement
 DATABASE = "features/features.sqlite"
 
-# How many photos' features the runs of this process computed and found cached, and the seconds their
-# passes over the photos took ("feature_pass": hashing, the cache and the backbone), for `trainer train --json`.
-counts: Counter[str] = Counter()
-seconds: Counter[str] = Counter()
-_lock = threading.Lock()
+
+class Features(NamedTuple):
+    """The features of a set of photos, one row each, and how many were computed and how many found cached
+    (what `trainer train --json` reports)."""
+
+    rows: np.ndarray
+    computed: int
+    cached: int
+    seconds: float = 0.0  # the pass over the photos: hashing, the cache and the backbone
 
 
 def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
-                 rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> np.ndarray:
+                 rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> Features:
     """The features of every photo of `data` by the extractor `model` (a .tflite), from the cache where it
     has them; `rows(subset)` computes the others. A cache that cannot be used is warned about, not fatal."""
     began = time.perf_counter()
-    try:
-        return _features_for(model, spec, data, rows)
-    finally:
-        with _lock:
-            seconds["feature_pass"] += time.perf_counter() - began
+    return _features_for(model, spec, data, rows)._replace(seconds=time.perf_counter() - began)
 
 
 def _features_for(model: bytes, spec: ModelSpec, data: DataLoader,
-                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> np.ndarray:
+                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> Features:
     from trainer.data import DataLoader
 
     def compute(indexes: Sequence[int]) -> Iterable[np.ndarray]:
@@ -67,9 +65,7 @@ def _features_for(model: bytes, spec: ModelSpec, data: DataLoader,
         computed: np.ndarray | None = None
         for index, row in enumerate(rows(data)):
             computed = _put(computed, [index], row, len(paths))
-        with _lock:
-            counts["features_computed"] += len(paths)
-        return computed if computed is not None else np.zeros((0, 0), dtype=np.float32)
+        return Features(computed if computed is not None else np.zeros((0, 0), dtype=np.float32), len(paths), 0)
     try:
         return cached_features(cache, extractor_key(model, spec.input_size, spec.mean, spec.std), paths, compute)
     finally:
@@ -159,7 +155,7 @@ class FeatureCache:
 
 
 def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
-                    compute: Callable[[Sequence[int]], Iterator[np.ndarray]]) -> np.ndarray:
+                    compute: Callable[[Sequence[int]], Iterator[np.ndarray]]) -> Features:
     """The features of every path, in order: from the cache where it has them, else `compute(indexes)`
     (features of those paths, in that order), stored a batch at a time as they come (an interrupted run
     keeps what it computed)."""
@@ -184,10 +180,8 @@ def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
             cache.store(extractor, pending)
             pending = []
     cache.store(extractor, pending)
-    with _lock:
-        counts["features_cached"] += len(paths) - len(missing)
-        counts["features_computed"] += len(missing)
-    return rows if rows is not None else np.zeros((0, 0), dtype=np.float32)
+    return Features(rows if rows is not None else np.zeros((0, 0), dtype=np.float32),
+                    len(missing), len(paths) - len(missing))
 
 
 def _put(rows: np.ndarray | None, indexes: list[int], row: np.ndarray, total: int) -> np.ndarray:

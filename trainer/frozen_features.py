@@ -21,6 +21,7 @@ from device import imaging
 from device import runtime
 from device.runtime import load_interpreter
 from trainer import feature_cache
+from trainer.feature_cache import Features
 from trainer.data import DataLoader
 from trainer.model_spec import ModelSpec
 
@@ -31,7 +32,7 @@ class FeaturesAhead:
     def __init__(self, pending: Sequence[tuple[DataLoader, Future]]):
         self._pending = list(pending)
 
-    def take(self, data: DataLoader) -> np.ndarray | None:
+    def take(self, data: DataLoader) -> Features | None:
         """The features of `data` (this very loader) if they were started here, else None."""
         for index, (started, future) in enumerate(self._pending):
             if started is data:
@@ -103,7 +104,7 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> FeaturesAhead | No
     return FeaturesAhead(pending)
 
 
-def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = None) -> np.ndarray | None:
+def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = None) -> Features | None:
     """The features of every photo of `data`, from `ahead` or computed now; None when the spec's
     backbone has no .tflite (a user's own backbone), so TensorFlow must compute them."""
     collected = ahead.take(data) if ahead is not None else None
@@ -113,7 +114,7 @@ def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = No
     return None if model is None else compute(model, load_interpreter(model), spec, data)
 
 
-def compute(model: bytes, interpreter: Any, spec: ModelSpec, data: DataLoader) -> np.ndarray:
+def compute(model: bytes, interpreter: Any, spec: ModelSpec, data: DataLoader) -> Features:
     """The features of every photo of `data`: those of earlier runs from the feature cache, the others by
     the `interpreter` of `model`, a float feature extractor."""
     return feature_cache.features_for(model, spec, data, functools.partial(feature_rows, interpreter, spec))

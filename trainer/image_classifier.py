@@ -99,6 +99,8 @@ class ImageClassifier:
         self.training_log: dict = {}  # what the last training did: epochs run, the best epoch, photos
         self.history = None  # the `keras.callbacks.History` of the last training
         self.timings: dict[str, float] = {}  # seconds spent extracting features and fitting
+        # by the frozen backbone's cache, and the seconds its passes over the photos took
+        self.feature_counts = {"features_computed": 0, "features_cached": 0, "feature_pass_seconds": 0.0}
         self.representative_data: DataLoader | None = None  # calibrates the default int8 export
         self.model, self._backbone, self._head = self._build() if model is None else _parts(model)
         self._compile(self.model)
@@ -246,7 +248,11 @@ class ImageClassifier:
         if not self.hparams.train_whole_model:
             computed = frozen_features.features(spec, data, self.features_ahead)
             if computed is not None:
-                return computed
+                self.feature_counts["features_computed"] += computed.computed
+                self.feature_counts["features_cached"] += computed.cached
+                self.feature_counts["feature_pass_seconds"] = round(
+                    self.feature_counts["feature_pass_seconds"] + computed.seconds, 2)
+                return computed.rows
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
         with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar, \
                 photo_errors():

@@ -71,6 +71,7 @@ def train_export_evaluate(train_data: DataLoader, test_data: DataLoader, model_s
         "model_path": os.fspath(export_dir / MODEL_FILE),
         "model_bytes": (folder / MODEL_FILE).stat().st_size,
         "report_path": os.fspath(export_dir / report.REPORT_FILE),
+        **model.feature_counts,
     }
     summary["timings"] = {name: round(value, 2) for name, value in timings.items()}
     summary["seconds"] = round(time.perf_counter() - started, 2)

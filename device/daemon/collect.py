@@ -6,8 +6,10 @@ unwritable folder pauses collection (retried every `RETRY_S`): each counted by r
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import queue
 import socket
 import threading
@@ -21,10 +23,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from device.daemon.sampling import REASONS, Policy, Sampler, policy_from
-from device.errors import UserError
-from device.samples import (FORMAT_VERSION, IMAGE, SAMPLES_FOLDER, SampleStore, StoreFull, now_utc, sample_name,
-                            utc_text)
+from device.daemon.collect_config import CollectError
+from device.daemon.sampling import REASONS, Policy, Sampler
+from device.samples import FORMAT_VERSION, IMAGE, SampleStore, StoreFull, now_utc, sample_name, utc_text
 
 if TYPE_CHECKING:
     from device.classifier import Classifier
@@ -33,44 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("device.daemon")
 
-DEFAULT_BUDGET_MB = 200.0
 QUEUE_SIZE = 8          # frames waiting for the worker; each holds a full-size frame
 JPEG_QUALITY = 90
 THUMBNAIL_WIDTH = 160
 RECENT = 6              # kept samples the live page shows
 RETRY_S = 30.0          # a paused collection tries again after this long
-
-
-class CollectError(UserError):
-    """`--collect` cannot start: no folder given and no --data-dir to put one in."""
-
-
-@dataclass(frozen=True)
-class CollectSettings:
-    folder: Path
-    policy: Policy
-    budget_bytes: int
-
-
-def collect_settings(settings: Settings) -> CollectSettings | None:
-    """The checked collection settings, or None when `--collect` is off."""
-    if settings.collect is None or settings.collect is False:
-        return None
-    if settings.collect in ("", True):
-        if settings.data_dir is None:
-            raise CollectError("--collect needs a folder: give --collect DIR, or --data-dir DIR "
-                               f"to keep samples in DIR/{SAMPLES_FOLDER}")
-        folder = Path(settings.data_dir) / SAMPLES_FOLDER
-    else:
-        folder = Path(settings.collect)
-    budget = settings.collect_budget_mb
-    if not budget > 0:
-        raise CollectError(f"--collect-budget-mb {budget:g}: must be positive")
-    policy = policy_from(settings.collect_uncertain, settings.collect_margin, settings.collect_labels,
-                         settings.collect_random, settings.collect_on_change,
-                         (settings.collect_max_per_minute, settings.collect_max_per_hour,
-                          settings.collect_max_per_day))
-    return CollectSettings(folder, policy, int(budget * 1e6))
+WORKER_NICE = 10        # the worker's nice value above inference's: with every core busy, a sample waits, not a frame
 
 
 @dataclass
@@ -89,13 +58,13 @@ class _Job:
 class Collector:
     """Samples out of the inference loop (`offer`), written by a worker thread; `close` finishes the queue."""
 
-    def __init__(self, config: CollectSettings, source: str, sampler: Sampler | None = None,
+    def __init__(self, folder: Path, policy: Policy, budget_bytes: int, source: str, sampler: Sampler | None = None,
                  queue_size: int = QUEUE_SIZE) -> None:
-        self.config = config
+        self.folder = folder
         self.source = source
         self.host = socket.gethostname()
-        self.store = SampleStore(config.folder, config.budget_bytes)
-        self._sampler = sampler or Sampler(config.policy)
+        self.store = SampleStore(folder, budget_bytes)
+        self._sampler = sampler or Sampler(policy)
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self.kept: Counter[str] = Counter()
@@ -157,9 +126,12 @@ class Collector:
         self._opened = True
         if self.leftovers_removed:
             log.info("collect: removed %d partial samples left by a crash in %s",
-                     self.leftovers_removed, self.config.folder)
+                     self.leftovers_removed, self.folder)
 
     def _work(self) -> None:
+        with contextlib.suppress(OSError):  # Linux: this thread only
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICE))
         while True:
             job = self._queue.get()
             if job is None:
@@ -203,14 +175,13 @@ class Collector:
             self.kept[job.reasons[0]] += 1
             self.evicted["budget"] += len(written.evicted)
             if self.problem is not None:
-                log.info("collect: writing samples again in %s", self.config.folder)
+                log.info("collect: writing samples again in %s", self.folder)
             self.problem = None
         self.recent.appendleft({"name": name, "time": sidecar["time"], "label": sidecar["top"]["label"],
-                                "score": sidecar["top"]["score"], "reasons": job.reasons,
-                                "thumbnail": _thumbnail(image)})
+                                "score": sidecar["top"]["score"], "reasons": job.reasons, "width": image.shape[1]})
 
     def _pause(self, error: OSError) -> None:
-        reason = f"cannot write samples to {self.config.folder}: {error.strerror or error}"
+        reason = f"cannot write samples to {self.folder}: {error.strerror or error}"
         with self._lock:
             if reason != self.problem:
                 log.warning("collect: paused: %s (retrying every %.0f s; inference goes on)", reason, RETRY_S)
@@ -225,35 +196,49 @@ class Collector:
 
     def status(self) -> dict:
         """For /healthz: collection is on or paused (with the reason); the daemon stays healthy either way."""
-        return {"state": "paused" if self.problem else "on", "reason": self.problem, "folder": str(self.config.folder)}
+        return {"state": "paused" if self.problem else "on", "reason": self.problem, "folder": str(self.folder)}
 
     def stats(self) -> dict:
         with self._lock:
             kept, dropped, evicted = dict(self.kept), dict(self.dropped), dict(self.evicted)
         return {**self.status(), "kept": {reason: kept.get(reason, 0) for reason in REASONS}, "dropped": dropped,
                 "evicted": evicted, "samples": self.store.count, "bytes": self.store.total,
-                "budget_bytes": self.config.budget_bytes, "queued": self._queue.qsize(),
-                "recent": [{key: value for key, value in sample.items() if key != "thumbnail"}
+                "budget_bytes": self.store.budget, "queued": self._queue.qsize(),
+                "recent": [{key: value for key, value in sample.items() if key not in ("thumbnail", "width")}
                            for sample in list(self.recent)]}
 
     def thumbnail(self, name: str) -> bytes | None:
-        return next((sample["thumbnail"] for sample in list(self.recent) if sample["name"] == name), None)
+        """A recent sample's thumbnail, made when the live page first asks for it (most are never shown);
+        None once the sample has left the folder (collected or evicted)."""
+        sample = next((sample for sample in list(self.recent) if sample["name"] == name), None)
+        if sample is None:
+            return None
+        if "thumbnail" not in sample:
+            sample["thumbnail"] = _thumbnail(self.folder / (name + IMAGE), sample["width"])
+        return sample["thumbnail"]
 
 
-def _thumbnail(image: np.ndarray) -> bytes:
+def _thumbnail(path: Path, width: int) -> bytes | None:
+    """THUMBNAIL_WIDTH pixels wide, from the JPEG decoded at a reduced size (the decoder's DCT scaling: cheap)."""
+    scale = next((s for s in (8, 4, 2) if width // s >= THUMBNAIL_WIDTH), 1)
+    image = cv2.imread(str(path), {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                                   2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}[scale])
+    if image is None:
+        return None
     height, width = image.shape[:2]
     size = (THUMBNAIL_WIDTH, max(1, round(height * THUMBNAIL_WIDTH / width)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return cv2.imencode(IMAGE, cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+    return cv2.imencode(IMAGE, small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 def collector_for(settings: Settings, source: str, labels: tuple[str, ...]) -> Collector | None:
     """The collector `settings` ask for (None: off); `--collect-labels` must name labels of the model."""
-    config = collect_settings(settings)
-    if config is None:
+    config = settings.collect
+    if not config.enabled:
         return None
-    unknown = sorted((config.policy.labels or set()) - set(labels))
+    policy = config.policy
+    unknown = sorted((policy.labels or set()) - set(labels))
     if unknown:
         raise CollectError(f"--collect-labels {','.join(unknown)}: not a label of the model "
                            f"(its labels: {', '.join(labels)})")
-    return Collector(config, source)
+    return Collector(config.samples_folder(settings.data_dir), policy, config.budget_bytes, source)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from device.daemon import event_config
+from device.daemon import collect_config, event_config
+from device.daemon.collect_config import CollectSettings
 from device.daemon.event_config import EventSettings
-from device.daemon import sampling
 from device.errors import UserError, one_line
 from device.hostport import HostPortError, parse_host_port
 from device.metadata import labels as labels_txt
@@ -54,18 +54,10 @@ class Settings:
     max_frame_gap: float = 30.0
     data_dir: Path | None = None  # where features keep files on the device (docs/architecture.md); None: none
     events: EventSettings = field(default_factory=EventSettings)  # MQTT, Home Assistant, webhook, regions
-    collect: str | None = None  # a folder for samples; "": samples/ in data_dir (device/daemon/collect.py)
-    collect_uncertain: str | None = None
-    collect_margin: float | None = None
-    collect_labels: tuple[str, ...] | None = None
-    collect_random: float | None = None
-    collect_on_change: bool = False
-    collect_max_per_minute: int | None = None
-    collect_max_per_hour: int | None = None
-    collect_max_per_day: int | None = None
-    collect_budget_mb: float = 200.0
+    collect: CollectSettings = field(default_factory=CollectSettings)  # the --collect* options
 
     def __post_init__(self) -> None:
+        """Every value within its range (what the host's files and folders say is checked by `resolve`)."""
         if self.smooth and self.ema is not None:
             raise ConfigError("--smooth and --ema are two ways to smooth: pick one")
         check_number("--ema", self.ema, above=0, maximum=1)
@@ -76,11 +68,6 @@ class Settings:
         # --top-k, --threshold and --threads are the classifier's, checked when it loads the model (first).
         if self.http != "off":
             http_address(self.http)
-        if self.data_dir is not None:
-            check_data_dir(self.data_dir)
-        from device.daemon.collect import collect_settings  # checks the --collect options
-
-        collect_settings(self)
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -135,33 +122,44 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="a directory of the daemon's own files, kept across deploys (fab deploy: <root>/data)")
     event_config.add_options(parser)
-    sampling.add_options(parser)
+    collect_config.add_options(parser)
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML or YAML file with any of these options")
 
 
 def resolve(args: argparse.Namespace) -> Settings:
-    """Merge the flags given, the config file and the defaults into `Settings`."""
-    merged = _from_file(args.config) if args.config else {}
-    merged.update({name: value for name, value in vars(args).items() if value is not None})
-    values = {field.name: merged[field.name] for field in fields(Settings) if merged.get(field.name) is not None}
-    if "model" not in values:
-        raise ConfigError("no model: give --model FILE (or `model` in the config file)")
-    for name in ("allow", "deny", "collect_labels"):  # as `device classify` takes them: repeated, comma-separated
-        if name in values:
-            values[name] = labels_txt.from_options(values[name])
-    return Settings(**values, events=EventSettings.from_options(merged))
+    """Merge the flags given, the config file and the defaults into `Settings`, checked on this host."""
+    settings = _settings(args)
+    if settings.data_dir is not None:
+        check_data_dir(settings.data_dir)
+    if settings.collect.enabled:
+        settings.collect.samples_folder(settings.data_dir)
+    return settings
 
 
-def check_options(argv: list[str]) -> None:
-    """Check `device run` options given elsewhere (a deploy inventory's `args`) as the daemon will read them."""
+def check_options(argv: list[str], config: Path | None = None) -> None:
+    """Check `device run` options given elsewhere (a deploy inventory's `args` and config file) as the daemon
+    will: every value in its range, before any host is touched. The model and the data directory are the
+    deploy's to give, and the host's own files (a `--config` in `argv` is one) are the daemon's to check."""
     parser = _FileParser(prog="device run", add_help=False)
     add_options(parser)
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.config = config
+    _settings(args, model=Path("model.tflite"))
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
-    """A config file's options, checked: what `--config FILE` gives."""
-    return _from_file(path)
+def _settings(args: argparse.Namespace, model: Path | None = None) -> Settings:
+    merged = _from_file(args.config) if args.config else {}
+    merged.update({name: value for name, value in vars(args).items() if value is not None})
+    nested = ("events", "collect")  # sub-settings of their own, from the same options
+    values = {field.name: merged[field.name] for field in fields(Settings)
+              if field.name not in nested and merged.get(field.name) is not None}
+    values.setdefault("model", model)
+    if values["model"] is None:
+        raise ConfigError("no model: give --model FILE (or `model` in the config file)")
+    for name in ("allow", "deny"):  # as `device classify` takes them: repeated, comma-separated
+        if name in values:
+            values[name] = labels_txt.from_options(values[name])
+    return Settings(**values, events=EventSettings.from_options(merged), collect=CollectSettings.from_options(merged))
 
 
 class _FileParser(argparse.ArgumentParser):

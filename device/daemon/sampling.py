@@ -7,7 +7,6 @@ arguments, so every rule is tested without a clock or a camera.
 """
 from __future__ import annotations
 
-import argparse
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -25,26 +24,6 @@ CAPS = (("minute", 60.0), ("hour", 3600.0), ("day", 86400.0))
 
 class SamplingError(UserError):
     """A sampling option that cannot be used (a band upside down, a rate above 1, a negative cap)."""
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """The `--collect*` flags of `device run` (every default None, as `config.add_options` needs)."""
-    parser.add_argument("--collect", nargs="?", const="", metavar="DIR",
-                        help="keep samples (frames and scores) in DIR (default: samples/ in --data-dir)")
-    parser.add_argument("--collect-uncertain", metavar="LO:HI",
-                        help="keep frames whose top score is within LO..HI (the default rule: 0:0.6)")
-    parser.add_argument("--collect-margin", type=float, metavar="M",
-                        help="keep frames whose two best scores are closer than M")
-    parser.add_argument("--collect-labels", action="append", metavar="A,B",
-                        help="only frames whose top label is one of these (alone: every such frame)")
-    parser.add_argument("--collect-random", type=float, metavar="RATE", help="keep this fraction of all frames")
-    parser.add_argument("--collect-on-change", action="store_true", default=None,
-                        help="keep the first frame of a new top label")
-    for period, _ in CAPS:
-        parser.add_argument(f"--collect-max-per-{period}", type=int, metavar="N",
-                            help=f"keep at most N samples a {period}")
-    parser.add_argument("--collect-budget-mb", type=float, metavar="MB",
-                        help="the samples folder's size limit; the oldest go first (default 200)")
 
 
 @dataclass(frozen=True)

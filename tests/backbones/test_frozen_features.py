@@ -24,7 +24,7 @@ def photos(flowers_dir, tmp_path_factory) -> DataLoader:
 
 
 def test_the_devices_engine_computes_the_keras_backbones_features(photos, lite0_features, monkeypatch):
-    features = frozen_features.features(LITE0, photos)
+    features = frozen_features.features(LITE0, photos).rows
     images = np.stack([imaging.normalize(imaging.load(path, LITE0.input_size), LITE0.mean, LITE0.std)
                        for path, _ in photos.items])
     expected = lite0_features(images, training=False).numpy()
@@ -35,7 +35,7 @@ def test_the_devices_engine_computes_the_keras_backbones_features(photos, lite0_
     import trainer.export
 
     monkeypatch.setattr(trainer.export, "convert_to_tflite", lambda *args: pytest.fail("converted again"))
-    np.testing.assert_array_equal(frozen_features.features(LITE0, photos), features)
+    np.testing.assert_array_equal(frozen_features.features(LITE0, photos).rows, features)
 
 
 def test_features_started_ahead_need_no_tensorflow(photos):
@@ -46,7 +46,7 @@ def test_features_started_ahead_need_no_tensorflow(photos):
         from trainer.data import DataError, DataLoader
         data = DataLoader.from_folder(sys.argv[1])
         ahead = frozen_features.start(model_spec.get("efficientnet_lite0"), [data])
-        features = ahead.take(data)
+        features = ahead.take(data).rows
         print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "features": features[:, :4].tolist()}))
     """
     root = str(Path(photos.items[0][0]).parents[1])
@@ -56,21 +56,21 @@ def test_features_started_ahead_need_no_tensorflow(photos):
     result = json.loads(done.stdout)
     assert result["tensorflow"] is False
     loaded = DataLoader.from_folder(root)
-    np.testing.assert_allclose(result["features"], frozen_features.features(LITE0, loaded)[:, :4], atol=1e-6)
+    np.testing.assert_allclose(result["features"], frozen_features.features(LITE0, loaded).rows[:, :4], atol=1e-6)
 
 
 def test_features_started_ahead_are_collected_once_not_computed_again(photos, monkeypatch):
-    expected = frozen_features.features(LITE0, photos)
+    expected = frozen_features.features(LITE0, photos).rows
     other = DataLoader(photos.items[:2], photos.index_to_label)
     ahead = frozen_features.start(LITE0, [photos, other])
     monkeypatch.setattr(frozen_features, "extractor_tflite",
                         lambda spec, cached_only=False: pytest.fail("the features were not started ahead"))
-    np.testing.assert_array_equal(frozen_features.features(LITE0, photos, ahead), expected)
+    np.testing.assert_array_equal(frozen_features.features(LITE0, photos, ahead).rows, expected)
     assert len(ahead) == 1  # `other` is still to be collected; `photos` was handed over once
     assert ahead.take(photos) is None
     # matched by the loader itself, not by its contents: an equal loader was not started
     assert ahead.take(DataLoader(other.items, other.index_to_label)) is None
-    np.testing.assert_array_equal(ahead.take(other), expected[:2])
+    np.testing.assert_array_equal(ahead.take(other).rows, expected[:2])
 
 
 def test_nothing_starts_ahead_when_tensorflow_is_the_runtime(photos, monkeypatch):

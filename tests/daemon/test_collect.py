@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from device import imaging
-from device.daemon.collect import CollectError, CollectSettings, Collector, collect_settings
+from device.daemon.collect import Collector
+from device.daemon.collect_config import CollectError
 from device.errors import UserError
 from device.daemon.sampling import policy_from
 from device.daemon.sources import Frame
@@ -55,7 +56,7 @@ def wait_until(condition, timeout=10.0):
 
 
 def collector(folder: Path, budget: int = 200_000_000, **policy) -> Collector:
-    return Collector(CollectSettings(folder, policy_from(**policy), budget), "folder:test")
+    return Collector(folder, policy_from(**policy), budget, "folder:test")
 
 
 def test_a_sample_is_the_full_frame_and_a_sidecar_with_every_score(tmp_path, frame):
@@ -79,7 +80,27 @@ def test_a_sample_is_the_full_frame_and_a_sidecar_with_every_score(tmp_path, fra
     stats = c.stats()
     assert stats["kept"]["uncertain"] == 1 and stats["samples"] == 1
     assert stats["bytes"] == sum(p.stat().st_size for p in (tmp_path / "samples").iterdir())
-    assert stats["recent"][0]["name"] == name and imaging.decode(c.thumbnail(name)).shape[1] == 160
+    assert stats["recent"][0]["name"] == name and "width" not in stats["recent"][0]
+    thumbnail = imaging.decode(c.thumbnail(name))
+    assert thumbnail.shape[1] == 160
+    small = imaging.resize(frame.view, (thumbnail.shape[0], 160))
+    assert np.abs(thumbnail.astype(int) - small.astype(int)).mean() < 12, "the frame's colours, small"
+
+
+def test_a_thumbnail_is_made_only_when_asked_and_the_worker_yields_the_cpu_to_inference(tmp_path, frame):
+    c = collector(tmp_path)
+    for number in range(2):
+        c.offer(frame, unsure(), Model(), number)
+    wait_until(lambda: c.store.count == 2)
+    worker = Path(f"/proc/self/task/{c._worker.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(worker[16]) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10), "the worker's nice value"
+    c.close()
+    first, second = complete_names(tmp_path)
+    assert all("thumbnail" not in sample for sample in c.recent), "no thumbnail before the page asks"
+    assert c.thumbnail(second).startswith(b"\xff\xd8") and c.thumbnail(second) is c.thumbnail(second)
+    for suffix in (IMAGE, SIDECAR):
+        (tmp_path / (first + suffix)).unlink()  # brought home by `fab collect`
+    assert c.thumbnail(first) is None and c.thumbnail("20990101T000000.000Z-000001") is None
 
 
 def test_the_budget_holds_and_the_oldest_samples_go_first(tmp_path, frame):
@@ -159,14 +180,14 @@ def test_collect_settings_default_folder_and_bad_values(tmp_path):
     from tests.daemon.test_config import parse
 
     settings = parse("--model", "m.tflite", "--data-dir", str(tmp_path), "--collect")
-    assert collect_settings(settings).folder == tmp_path / "samples"
-    assert collect_settings(settings).budget_bytes == 200_000_000
-    assert collect_settings(parse("--model", "m", "--collect", "x", "--collect-budget-mb", "0.5")).budget_bytes == 500_000
+    assert settings.collect.samples_folder(settings.data_dir) == tmp_path / "samples"
+    assert settings.collect.budget_bytes == 200_000_000
+    assert parse("--model", "m", "--collect", "x", "--collect-budget-mb", "0.5").collect.budget_bytes == 500_000
     with pytest.raises(CollectError, match="--collect needs a folder"):
         parse("--model", "m.tflite", "--collect")
-    with pytest.raises(CollectError, match="--collect-budget-mb -5: must be positive"):
+    with pytest.raises(UserError, match="--collect-budget-mb -5: must be positive"):
         parse("--model", "m.tflite", "--collect", "x", "--collect-budget-mb", "-5")
-    assert collect_settings(parse("--model", "m.tflite")) is None
+    assert not parse("--model", "m.tflite").collect.enabled
 
 
 def test_collect_options_in_a_config_file(tmp_path):
@@ -177,9 +198,10 @@ def test_collect_options_in_a_config_file(tmp_path):
     config.write_text('model = "m.tflite"\ndata_dir = "data"\ncollect = true\ncollect-uncertain = "0.2:0.5"\n'
                       'collect_labels = ["roses", "tulips"]\ncollect_on_change = true\ncollect_max_per_hour = 30\n'
                       'collect_budget_mb = 50\n')
-    settings = collect_settings(parse("--config", str(config)))
-    assert settings.folder == tmp_path / "data" / "samples" and settings.budget_bytes == 50_000_000
-    policy = settings.policy
+    settings = parse("--config", str(config))
+    assert settings.collect.samples_folder(settings.data_dir) == tmp_path / "data" / "samples"
+    assert settings.collect.budget_bytes == 50_000_000
+    policy = settings.collect.policy
     assert policy.band == (0.2, 0.5) and policy.labels == {"roses", "tulips"} and policy.on_change
     assert policy.caps[1] == (30, 3600.0)
     config.write_text('model = "m.tflite"\ncollect = "kept"\ncollect_uncertain = "0.9:0.2"\n')

@@ -87,6 +87,27 @@ def test_mistakes_are_one_line_errors(tmp_path, text, message):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("daemon, config, message", [
+    ("{args: [--collect-budget-mb, -5]}", None, "host a: daemon: --collect-budget-mb -5: must be positive$"),
+    ("{config: device.toml}", "collect_budget_mb = -5\n", "host a: daemon: --collect-budget-mb -5: must be positive$"),
+    ("{config: device.toml, args: [--collect-budget-mb, 50]}", "collect_budget_mb = -5\n", None),  # args win
+    ("{args: [--collect-uncertain, '0.9:0.2']}", None, "host a: daemon: --collect-uncertain 0.9:0.2: need 0 <= LO"),
+    ("{args: [--ema, '2']}", None, "host a: daemon: --ema 2: must be positive and at most 1$"),
+    ("{args: [--collect]}", None, None),  # the deploy gives the daemon its data directory
+    ("{args: [--config, /etc/bloomkit/device.toml]}", None, None),  # a file on the host: the daemon's to read
+])
+def test_daemon_option_values_are_range_checked_at_load_as_device_run_checks_them(tmp_path, daemon, config, message):
+    path = write(tmp_path, f"hosts: {{a: {{daemon: {daemon}}}}}")
+    if config is not None:
+        (tmp_path / "device.toml").write_text(config)
+    if message is None:
+        load_inventory(path)
+        return
+    with pytest.raises(InventoryError, match=message) as caught:
+        load_inventory(path)
+    assert "\n" not in str(caught.value)
+
+
 def test_a_daemon_config_file_is_checked_as_the_daemon_reads_it(tmp_path):
     (tmp_path / "bad.toml").write_text("top_k = 'many'\n")
     path = tmp_path / "fleet.yaml"

@@ -35,7 +35,7 @@ def secret(path, text: str, mode: int = 0o600):
     (["--event-min-frames", "0"], "--event-min-frames 0: must be at least 1"),
     (["--event-clear-seconds", "inf"], "--event-clear-seconds inf: must be a finite number"),
     (["--snapshot-budget", "nan"], "--snapshot-budget nan: must be a finite number"),
-    (["--mqtt-metrics-interval", "0"], "--mqtt-metrics-interval 0.0: must be positive"),
+    (["--mqtt-metrics-interval", "0"], "--mqtt-metrics-interval 0: must be positive"),
     (["--webhook", "ftp://example.com/x"], "--webhook ftp://example.com/x: expected an http:// or https:// URL"),
     (["--mqtt", "mqtt://broker", "--mqtt-ca", "ca.pem"], "need an mqtts:// broker URL"),
     (["--mqtt", "mqtts://broker", "--mqtt-cert", "c.pem"], "--mqtt-cert and --mqtt-key go together"),

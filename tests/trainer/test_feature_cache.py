@@ -42,11 +42,12 @@ def test_only_photos_not_seen_before_are_computed(tmp_path):
         paths.append(str(tmp_path / name))
     cache = FeatureCache(tmp_path / "features.sqlite")
     calls: list = []
-    first = cached_features(cache, "extractor-1", paths[:3], fake_rows(calls))
-    assert calls == [[0, 1, 2]] and first[:, 0].tolist() == [0, 1, 2]
+    first, computed, cached, _ = cached_features(cache, "extractor-1", paths[:3], fake_rows(calls))
+    assert calls == [[0, 1, 2]] and first[:, 0].tolist() == [0, 1, 2] and (computed, cached) == (3, 0)
     os.rename(paths[0], tmp_path / "renamed")  # a moved photo keeps its features
-    again = cached_features(cache, "extractor-1", [str(tmp_path / "renamed"), *paths[1:]], fake_rows(calls))
-    assert calls[1] == [3], "only the new photo"
+    again, computed, cached, _ = cached_features(cache, "extractor-1", [str(tmp_path / "renamed"), *paths[1:]],
+                                                 fake_rows(calls))
+    assert calls[1] == [3] and (computed, cached) == (1, 3), "only the new photo"
     np.testing.assert_array_equal(again[:3], first)
     cached_features(cache, "extractor-2", paths[1:3], fake_rows(calls))
     assert calls[2] == [0, 1], "another extractor has features of its own"
@@ -75,23 +76,24 @@ def test_an_unusable_cache_is_a_warning_and_the_features_are_still_computed(tmp_
     blocker.write_text("in the way")
     monkeypatch.setattr(feature_cache, "cache_root", lambda: blocker)
     data = DataLoader([(str(blocker), 0)], ["a", "b"])
-    rows = feature_cache.features_for(b"model", LITE0, data, lambda subset: iter([np.ones(3, np.float32)]))
-    assert rows.shape == (1, 3)
+    rows, computed, cached, _ = feature_cache.features_for(b"model", LITE0, data,
+                                                            lambda subset: iter([np.ones(3, np.float32)]))
+    assert rows.shape == (1, 3) and (computed, cached) == (1, 0)
     assert "trainer: warning: feature cache not used" in capsys.readouterr().err
 
 
 def test_the_backbone_runs_only_on_the_photos_added(flowers_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(feature_cache, "cache_root", lambda: tmp_path / "cache")
     folder = unique_photos(flowers_dir, tmp_path / "photos", 3)
-    feature_cache.counts.clear()
     first = DataLoader.from_folder(folder)
-    before = dict(zip((path for path, _ in first.items), frozen_features.features(LITE0, first)))
-    assert dict(feature_cache.counts) == {"features_computed": 15, "features_cached": 0}
+    computed = frozen_features.features(LITE0, first)
+    assert (computed.computed, computed.cached) == (15, 0)
+    before = dict(zip((path for path, _ in first.items), computed.rows))
     add_unique(flowers_dir, folder, ("daisy", "roses"), 10, 11)
-    feature_cache.counts.clear()
     data = DataLoader.from_folder(folder)
-    after = dict(zip((path for path, _ in data.items), frozen_features.features(LITE0, data)))
-    assert dict(feature_cache.counts) == {"features_computed": 2, "features_cached": 15}
+    computed = frozen_features.features(LITE0, data)
+    assert (computed.computed, computed.cached) == (2, 15)
+    after = dict(zip((path for path, _ in data.items), computed.rows))
     for path, row in before.items():
         np.testing.assert_array_equal(after[path], row)
 
@@ -136,7 +138,7 @@ def test_memory_stays_bounded_by_the_photos_asked_for_not_the_cache(tmp_path):
     for start in range(0, 10000, 1000):  # ten times as many features of another extractor beside them
         cache.store("another", [(f"other-{start + i}", row) for i, row in enumerate(rows)])
     tracemalloc.start()
-    found = cached_features(cache, "ours", paths, lambda indexes: pytest.fail("all are cached"))
+    found = cached_features(cache, "ours", paths, lambda indexes: pytest.fail("all are cached")).rows
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_array_equal(found, rows)

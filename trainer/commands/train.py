@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from device.errors import UserError
-    from trainer import export_folder, feature_cache, frozen_features, model_spec, saved_run
+    from trainer import export_folder, frozen_features, model_spec, saved_run
     from trainer.data import check_batch_fits, load_folder
     from trainer.datasets import DatasetUnavailable, flower_photos
 
@@ -74,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
                                         args.quantization, args.export_dir, args.seed, data_folder=args.data,
                                         started=started, cache_features=not args.rerun_backbone,
                                         features_ahead=ahead, write_to=staging)
-    summary.update({key: feature_cache.counts[key] for key in ("features_computed", "features_cached")})
-    summary["feature_pass_seconds"] = round(feature_cache.seconds["feature_pass"], 2)
     if args.json:
         print(json.dumps(summary))
     else:
