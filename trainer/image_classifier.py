@@ -222,7 +222,7 @@ class ImageClassifier:
         every `numpy_function` of an eager `tf.data` pipeline for the life of the process, and the
         features must go when the training set does (before the export's own peak)."""
         source = _Rows(features, np.eye(self.num_classes, dtype=np.float32)[labels])
-        reference = weakref.ref(source)
+        reference, width = weakref.ref(source), features.shape[1]
 
         def rows(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             held = reference()
@@ -230,7 +230,7 @@ class ImageClassifier:
 
         def gather(numbers):
             batch, targets = tf.numpy_function(rows, [numbers], (tf.float32, tf.float32), stateful=False)
-            batch.set_shape((None, features.shape[1]))
+            batch.set_shape((None, width))
             targets.set_shape((None, self.num_classes))
             return batch, targets
 
