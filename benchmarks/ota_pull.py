@@ -33,7 +33,7 @@ from deploy.keys import keygen  # noqa: E402
 from device.agent import fetch  # noqa: E402
 from device.agent.agent import Agent, AgentConfig  # noqa: E402
 from device.agent.manifest import key_id, load_public_key  # noqa: E402
-from device.agent.state import State  # noqa: E402
+from device.agent.state import STATE_DIR, State  # noqa: E402
 from testkit.processes import free_port  # noqa: E402
 from testkit.sshlab import snapshot_sources  # noqa: E402
 from testkit.agentlab import AgentFleet, publish, set_rollout  # noqa: E402
@@ -79,8 +79,8 @@ def poll(work: Path, builder: Builder, rounds: int = 50) -> dict:
     server = start_nginx(store, work / "nginx-poll")
     try:
         root = work / "poll" / "device"
-        (root / "data" / "agent").mkdir(parents=True)
-        State(release=1).save(root / "data" / "agent" / "state.json")
+        (root / STATE_DIR).mkdir(parents=True)
+        State(release=1).save(root / STATE_DIR / "state.json")
         agent = Agent(AgentConfig(channel_url=f"{server.url}/channels/stable.json", trusted=trusted, root=root,
                                   device_id="pi", daemon_http=f"127.0.0.1:{free_port()}"))
         agent.check()

@@ -14,6 +14,7 @@ from deploy.keys import signer
 from deploy.publish import change_rollout, parse_target, publish_release
 from deploy.stores import open_store
 from device.agent.agent import Agent, AgentConfig
+from device.agent.state import STATE_DIR
 
 # What this machine's loopback "devices" run: the build `fab publish --target` makes for them.
 THIS_TARGET = f"{platform.machine()}-cp{sys.version_info[0]}{sys.version_info[1]}-glibc2.36"
@@ -68,7 +69,7 @@ def agent_for(host: Host, channel_url: str, trusted: dict, **options) -> Agent:
 def read_status(root: Path) -> dict:
     """A device's agent status file ({} before the first check)."""
     try:
-        return json.loads((root / "data" / "agent" / "status.json").read_text())
+        return json.loads((root / STATE_DIR / "status.json").read_text())
     except (OSError, ValueError):
         return {}
 

@@ -180,8 +180,7 @@ def restart(layout, manager):
         pidfile.start(layout.root)
         return
     make_data_dir(layout, manager)
-    systemd_restart(layout, SYSTEMD_UNIT, "ExecStart=%s/%s\nReadWritePaths=%s\n" % (
-        layout.current, LAUNCHER, layout.data))
+    systemd_restart(layout, SYSTEMD_UNIT, daemon_override(layout))
 
 
 def systemd_restart(layout, unit_file, override):
@@ -200,6 +199,12 @@ def systemd_restart(layout, unit_file, override):
 def dropin_text(override):
     """A drop-in replacing the unit's ExecStart= (and whatever else `override` sets) for this root."""
     return "[Service]\nExecStart=\n" + override
+
+
+def daemon_override(layout):
+    """The daemon unit's settings for this root: its launcher, and the data directory its only writable part
+    of the root (not releases/, not the agent's settings or state)."""
+    return "ExecStart=%s/%s\nReadWritePaths=%s\n" % (layout.current, LAUNCHER, layout.data)
 
 
 def agent_override(layout):
@@ -531,7 +536,8 @@ def install_agent(layout, manager, uploaded, restart_anyway=False):
 
 def remove_agent(layout, manager):
     """Stop the agent and remove its settings and the daemon options written with them (the inventory no longer
-    asks for an agent); its state in data/agent/ stays, as the data directory's files do."""
+    asks for an agent). Its state in agent-state/ stays: an agent installed again later still refuses what it
+    refused before (a release at or below the highest installed, a manifest replayed, a release that failed)."""
     present = os.path.isdir(layout.agent)
     if manager == "pidfile":
         pidfile.stop(layout.root, "agent")

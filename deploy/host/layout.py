@@ -10,10 +10,13 @@ layout, read by the workstation (to upload and to show commands) and by the scri
     <root>/wheelhouses/<key>/    uploaded wheels, removed once their venv is built
     <root>/data/                 the daemon's files (`device run --data-dir`): outside the releases, kept
                                  across deploys and rollbacks, writable by the service user; daemon.args
-                                 (this device's own daemon options) and agent/ (the update agent's state)
+                                 (this device's own daemon options)
     <root>/agent/                the update agent's settings where `fab deploy` installs one: agent.args
                                  (its options), trusted-N.pub (the keys it trusts), run-agent (its launcher);
                                  owned by the deploy user, not by the daemon's (it decides what gets installed)
+    <root>/agent-state/          the update agent's own files: state.json (the highest release and serial
+                                 seen: its anti-downgrade and anti-replay memory), status.json, its staging
+                                 area; written by the agent only (root under systemd), kept when it is removed
     <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's (and agent's) log
     <root>/.deploy.lock          held (flock) by the deploy or rollback running on the host, if any
 
@@ -30,7 +33,8 @@ LAUNCHER = "run-daemon"
 AGENT_LAUNCHER = "run-agent"             # in <root>/agent/, written by install.py for this root
 INCOMING_PREFIX = ".incoming-"
 DEVICE_ARGS = "data/daemon.args"          # this device's own `device run` options, one per line (docs/ota.md)
-AGENT_STATUS = "data/agent/status.json"   # the update agent's report (`device agent`)
+AGENT_STATE = "agent-state"               # device/agent/state.py's STATE_DIR
+AGENT_STATUS = AGENT_STATE + "/status.json"   # the update agent's report (`device agent`)
 
 
 class Layout:

@@ -24,7 +24,7 @@ from device.agent import fetch, mqtt
 from device.agent.install import install
 from device.agent.manifest import RELEASE_FILES, WHEELHOUSE, Channel, ManifestError, verify
 from device.agent.rollout import in_rollout
-from device.agent.state import State, Status, now_iso
+from device.agent.state import STATE_DIR, State, Status, now_iso
 from device.digest import sha256_file
 from device.errors import UserError, one_line
 
@@ -35,6 +35,7 @@ DISK_MARGIN = 64 << 20
 VENV_GROWTH = 4            # an installed venv takes about this many times its wheels' size (as fab deploy reckons)
 DEPLOY_LOCK = ".deploy.lock"   # under the root: held by `fab deploy` (deploy/host/layout.py) and by the agent
 LOCK_WAIT_S = 300              # for a push deploy to finish before this poll gives up (tried again at the next)
+LAUNCHER = "agent/run-agent"   # under the root: written by install.py agent-install, runs the current release's agent
 
 
 class Refused(UserError):
@@ -49,7 +50,7 @@ class Busy(UserError):
 class AgentConfig:
     channel_url: str                      # …/channels/<name>.json; the store's objects are beside channels/
     trusted: dict[str, bytes]             # key id → raw Ed25519 public key
-    root: Path                            # the deploy root (releases/, current, venvs/, data/)
+    root: Path                            # the deploy root (releases/, current, venvs/, data/, agent-state/)
     device_id: str
     daemon_http: str = "127.0.0.1:8080"   # where this device's daemon answers /healthz
     interval: float = 300.0
@@ -64,7 +65,8 @@ class AgentConfig:
 
     @property
     def agent_dir(self) -> Path:
-        return self.root / "data" / "agent"
+        """State, status, staging: the agent's own, out of the daemon's reach (not in data/)."""
+        return self.root / STATE_DIR
 
     @property
     def store_url(self) -> str:
@@ -81,12 +83,19 @@ class Agent:
                              release=self.state.release or None)
         self._reported: Status | None = None
         self.failures_in_a_row = 0
+        code = code_release(config.root)
+        self.status.agent_version = code.name if code else None
+        self.code_wheel = _wheel_digest(code) if code else None     # the device package this process runs
+        self.restart_wanted = False     # an installed release changed the device package: run its code instead
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Check, wait the interval (with jitter, longer while the store is down), until `stop` is set."""
+        """Check, wait the interval (with jitter, longer while the store is down), until `stop` is set or an
+        installed release brings new agent code (`restart_wanted`: the caller starts that)."""
         while not stop.is_set():
             self.check()
+            if self.restart_wanted:
+                return
             stop.wait(self.next_wait())
 
     def next_wait(self) -> float:
@@ -196,7 +205,7 @@ class Agent:
             wheel = next(name for name in wanted if name.endswith(".whl"))
             self._set("installing", None)
             answer = install(root, version, wheel, f"http://{c.daemon_http}/healthz", c.health_timeout,
-                             python=c.python)
+                             self.dir, python=c.python)
         shutil.rmtree(objects, ignore_errors=True)
         if answer["ok"]:
             self.state.release, self.state.version = channel.release, version
@@ -204,12 +213,28 @@ class Agent:
             self._set("installed", None)
             how = "the daemon reloaded its model" if answer.get("reloaded") else answer.get("reason") or "restarted"
             log.info("installed release %d (%s): %s", channel.release, version, how)
+            if self.code_wheel is not None and wanted[wheel]["sha256"] != self.code_wheel:
+                self._restart_on(channel.release)
             return
         reason = f"{answer.get('stage')}: {answer.get('reason')}"
         self.state.failed[str(channel.release)] = reason
         self.status.failed_release = channel.release
         rolled_back = answer.get("new") is not None and answer.get("stage") != "install"
         self._set("rolled-back" if rolled_back else "failed", f"release {channel.release}: {reason}")
+
+    def _restart_on(self, release: int) -> None:
+        """Ask for a restart through the launcher, which runs `current`'s code: once, as the code it starts
+        comes from the release just installed."""
+        if self.launcher.is_file():
+            log.info("release %d changes the device package: the agent restarts on its code", release)
+            self.restart_wanted = True
+        else:
+            log.warning("release %d changes the device package: restart the agent to run its code", release)
+
+    @property
+    def launcher(self) -> Path:
+        """What starts the agent where `fab deploy` installed it (systemd's ExecStart, the pidfile manager's)."""
+        return self.config.root / LAUNCHER
 
     @contextlib.contextmanager
     def _deploy_lock(self):
@@ -238,8 +263,8 @@ class Agent:
     @staticmethod
     def _place(digest: str, destination: Path, local: dict[str, Path], objects: Path) -> None:
         """Copy a verified file into place, a download or else the current release's copy, and check it again
-        there: both live where they could be changed after their check (the staging area is in the data
-        directory, which under systemd the daemon's user owns), the copy in place only the agent writes."""
+        there, where only the agent writes: what is installed is what the manifest signed, whatever happened
+        to the file after its first check."""
         downloaded = objects / digest
         shutil.copyfile(downloaded if downloaded.is_file() else local[digest], destination)
         if sha256_file(destination) != digest:
@@ -275,6 +300,24 @@ class Agent:
                 self._reported = replace(self.status)
             except mqtt.MqttError as error:
                 log.warning("report not sent: %s", error)
+
+
+def code_release(root: Path) -> Path | None:
+    """The release under `root` whose code this process runs (its lib/ on the path, as the agent's launcher
+    sets it), or None when run from elsewhere (a checkout, a venv): then there is no newer code to restart on."""
+    import device
+
+    release = Path(device.__file__).resolve().parents[2]          # <release>/lib/device/__init__.py
+    return release if release.parent == (root / "releases").resolve() else None
+
+
+def _wheel_digest(release: Path) -> str | None:
+    """The sha256 of a release's device package (its wheel), from its manifest."""
+    try:
+        files = json.loads((release / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return next((digest for name, digest in files.items() if name.endswith(".whl")), None)
 
 
 def _free(path: Path) -> int:

@@ -15,11 +15,13 @@ from device.errors import one_line
 HOST_SCRIPTS = "deploy/host/"            # inside the bloomkit wheel: install.py and the modules it imports
 
 
-def install(root: Path, version: str, wheel: str, health_url: str, timeout: float, python: str = "python3") -> dict:
+def install(root: Path, version: str, wheel: str, health_url: str, timeout: float, scratch: Path,
+            python: str = "python3") -> dict:
     """Install `releases/.incoming-<version>/` (its venv's wheelhouse in `wheelhouses/<key>/` when the venv
-    must be built) and make it current; return install.py's answer {"ok", "new", "stage", "reason"}."""
+    must be built) and make it current; return install.py's answer {"ok", "new", "stage", "reason"}. The
+    scripts are unpacked into `scratch`, the agent's own folder: what runs them may be root."""
     incoming = root / "releases" / f".incoming-{version}"
-    with tempfile.TemporaryDirectory(prefix="host-scripts-", dir=root / "data" / "agent") as scripts:
+    with tempfile.TemporaryDirectory(prefix="host-scripts-", dir=scratch) as scripts:
         with zipfile.ZipFile(incoming / wheel) as archive:
             for name in archive.namelist():
                 if name.startswith(HOST_SCRIPTS) and name.endswith(".py") and name.count("/") == 2:

@@ -1,5 +1,8 @@
 """What the agent remembers between polls (`state.json`) and what it reports (`status.json`), both in
-`<root>/data/agent/`, written atomically. `fab status` reads the status file over SSH."""
+`<root>/agent-state/` (STATE_DIR), written atomically. `fab status` reads the status file over SSH.
+
+Not in the data directory: under systemd the daemon's user owns that, and the highest release and serial seen
+are what stops a downgrade or replay, so only the agent may write them."""
 from __future__ import annotations
 
 import json
@@ -8,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from device.atomic import atomic_write
+
+STATE_DIR = "agent-state"      # under the deploy root; deploy/host/layout.py's AGENT_STATUS names it too
 
 
 @dataclass
@@ -50,6 +55,7 @@ class Status:
     last_error: str | None = None
     failed_release: int | None = None   # the channel's release that failed on this device, if it did
     offered_release: int | None = None  # the channel's release at the last check
+    agent_version: str | None = None    # the release whose code the agent runs (None: not run from a release)
 
     def as_report(self) -> dict:
         return asdict(self)

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "agent", help="poll a release channel and install new signed releases (pull updates)",
         description="Poll a channel manifest written by `fab publish`, verify its signature against the trusted "
                     "key, and install a new release with the same host-side steps as `fab deploy` (atomic switch, "
-                    "health check, automatic rollback). Reports to <root>/data/agent/status.json and, with --mqtt, "
+                    "health check, automatic rollback). Reports to <root>/agent-state/status.json and, with --mqtt, "
                     "as the retained message bloomkit/<device-id>/release.")
     parser.add_argument("--channel", required=True, metavar="URL",
                         help="the channel manifest, e.g. https://updates.example.com/bloomkit/channels/stable.json")
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
+    import os
     import signal
     import sys
     import threading
@@ -71,4 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stopping.set())
     agent.run(stopping)
+    if agent.restart_wanted:      # the same process (pid, supervisor) goes on with the new release's code
+        sys.stderr.flush()
+        os.execv(agent.launcher, [str(agent.launcher)])
     return 0

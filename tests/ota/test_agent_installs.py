@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploy.build import sha256_file
+from device.agent.state import STATE_DIR
 from tests.conftest import require
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
 from testkit.agentlab import agent_for, publish, serving, set_rollout
@@ -52,7 +53,7 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     model_requests = [r for r in proxy.requests if sha256_file(models.second).encode() in r]
     assert len(model_requests) == 2 and b"Range: bytes=" in model_requests[1]
     assert serving(device.daemon.http) == sha256_file(models.second)
-    status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
+    status = json.loads((Path(device.root) / STATE_DIR / "status.json").read_text())
     assert (status["release"], status["version"], status["health"]) == (1, published.version, "ok")
     sent = bytes_served(tmp_path / "nginx-0" / "access.log")
     log = (tmp_path / "nginx-0" / "access.log").read_text()
@@ -74,7 +75,7 @@ def test_a_pushed_device_pulls_a_model_only_release_then_rolls_back_a_broken_one
     publish(store, models.broken, builder, signing_key)
     assert agent.check() == "rolled-back"
     assert serving(device.daemon.http) == sha256_file(models.second)
-    status = json.loads((Path(device.root) / "data" / "agent" / "status.json").read_text())
+    status = json.loads((Path(device.root) / STATE_DIR / "status.json").read_text())
     assert (status["release"], status["failed_release"], status["health"]) == (1, 2, "ok")
     assert re.search("release 2: .*", status["last_error"])
     set_rollout(store, signing_key, 100)                 # the same release 2, re-signed: read again
@@ -90,7 +91,7 @@ def daemon_pid(root: Path) -> int:
 def test_a_model_only_release_is_hot_reloaded_and_a_reload_that_does_not_serve_falls_back_to_a_restart(
         device, tmp_path, nginx, models, builder, signing_key, trusted, caplog):
     root = Path(device.root)
-    shutil.rmtree(root / "data" / "agent", ignore_errors=True)
+    shutil.rmtree(root / STATE_DIR, ignore_errors=True)
     store = tmp_path / "store"
     publish(store, models.second, builder, signing_key)
     agent = agent_for(device, f"{nginx(store).url}/channels/stable.json", trusted)
@@ -133,7 +134,7 @@ def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_res
         device, tmp_path, nginx, models, builder, signing_key, trusted, caplog):
     require(shutil.which("mount") is not None, "mount not installed")
     root = Path(device.root)
-    shutil.rmtree(root / "data" / "agent", ignore_errors=True)
+    shutil.rmtree(root / STATE_DIR, ignore_errors=True)
     served = serving(device.daemon.http)
     model = models.first if served == sha256_file(models.second) else models.second
     store = tmp_path / "store"
@@ -141,7 +142,7 @@ def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_res
     server = nginx(store)
     # The staging area on a small file system of its own (room for the pre-flight check: the model + 64 MB),
     # which something else fills up halfway through the model's download.
-    objects = root / "data" / "agent" / "objects"
+    objects = root / STATE_DIR / "objects"
     objects.mkdir(parents=True)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(objects)], capture_output=True)
     require(mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
@@ -160,7 +161,7 @@ def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_res
         agent = agent_for(device, f"{proxy.url}/channels/stable.json", trusted)
         with caplog.at_level(logging.WARNING, logger="bloomkit.agent"):
             assert agent.check() == "refused", agent.status
-        status = json.loads((root / "data" / "agent" / "status.json").read_text())
+        status = json.loads((root / STATE_DIR / "status.json").read_text())
         assert "disk full while downloading" in status["last_error"] and status["health"] == "ok"
         assert "disk full while downloading" in caplog.text
         assert serving(device.daemon.http) == served                       # still on its release

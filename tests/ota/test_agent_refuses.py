@@ -15,7 +15,7 @@ import pytest
 from deploy.build import sha256_file
 from deploy.jobs.deploy import deploy_fleet
 from deploy.keys import keygen
-from device.agent.state import State
+from device.agent.state import STATE_DIR, State
 from tests.conftest import free_port, require
 from testkit.sshlab import make_lab
 from testkit.agentlab import agent_for, publish, serving
@@ -39,7 +39,7 @@ def device(tmp_path_factory, client_key, photos, builder, models):
 @pytest.fixture
 def fresh(device):
     """The device with no agent state from an earlier test."""
-    shutil.rmtree(Path(device.root) / "data" / "agent", ignore_errors=True)
+    shutil.rmtree(Path(device.root) / STATE_DIR, ignore_errors=True)
     return device
 
 
@@ -47,7 +47,7 @@ def refused(agent, pattern: str, host, models, state: str = "refused") -> dict:
     """Check once; the agent refuses with `pattern`, and the device keeps serving the first model."""
     current = (Path(host.root) / "current").resolve()
     assert agent.check() == state
-    status = json.loads((Path(host.root) / "data" / "agent" / "status.json").read_text())
+    status = json.loads((Path(host.root) / STATE_DIR / "status.json").read_text())
     import re
     assert re.search(pattern, status["last_error"]), status["last_error"]
     assert status["state"] == state and status["health"] == "ok"
@@ -87,7 +87,7 @@ def test_an_expired_manifest(fresh, tmp_path, nginx, models, builder, signing_ke
 def test_a_downgrade(fresh, tmp_path, nginx, models, builder, signing_key, trusted):
     store = tmp_path / "store"
     publish(store, models.second, builder, signing_key)
-    agent_dir = Path(fresh.root) / "data" / "agent"
+    agent_dir = Path(fresh.root) / STATE_DIR
     agent_dir.mkdir(parents=True)
     State(serial=0, release=3, version="installed-earlier").save(agent_dir / "state.json")
     agent = agent_for(fresh, f"{nginx(store).url}/channels/stable.json", trusted)
@@ -140,7 +140,7 @@ def test_a_full_disk(fresh, tmp_path, nginx, models, builder, signing_key, trust
     require(shutil.which("mount") is not None, "mount not installed")
     store = tmp_path / "store"
     publish(store, models.second, builder, signing_key)
-    objects = Path(fresh.root) / "data" / "agent" / "objects"
+    objects = Path(fresh.root) / STATE_DIR / "objects"
     objects.mkdir(parents=True)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(objects)], capture_output=True)
     require(mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")

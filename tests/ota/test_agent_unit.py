@@ -1,8 +1,10 @@
 """The agent's systemd unit, which `fab deploy` installs where the host runs systemd: hardened, running the
-launcher `install.py agent-install` writes, writable only where it installs, clean under `systemd-analyze verify`."""
+launcher `install.py agent-install` writes, writable only where it installs, clean under `systemd-analyze verify`;
+and the daemon's unit, which gives the daemon no write access to the agent's settings or state."""
 from __future__ import annotations
 
 import configparser
+import importlib
 import os
 import shutil
 import subprocess
@@ -11,7 +13,13 @@ from pathlib import Path
 
 from tests.conftest import REPO, require
 
+import pytest
+
+from deploy.host.layout import AGENT_STATE
+from device.agent.state import STATE_DIR
+
 UNIT = REPO / "device" / "systemd" / "bloomkit-agent.service"
+DAEMON_UNIT = REPO / "device" / "systemd" / "bloomkit-device.service"
 
 
 def directives() -> dict[str, str]:
@@ -19,6 +27,45 @@ def directives() -> dict[str, str]:
     parser.optionxform = str
     parser.read(UNIT)
     return dict(parser["Service"])
+
+
+@pytest.fixture
+def install(monkeypatch):
+    """deploy/host/install.py, imported as it runs on the host (beside layout.py)."""
+    monkeypatch.syspath_prepend(str(REPO / "deploy" / "host"))
+    return importlib.import_module("install")
+
+
+def writable_paths(*texts: str) -> list[str]:
+    """ReadWritePaths= as systemd reads a unit then its drop-ins: each adds its paths, an empty one resets."""
+    paths: list[str] = []
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("ReadWritePaths="):
+                value = line.split("=", 1)[1].split()
+                paths = paths + value if value else []
+    return paths
+
+
+def under(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def test_the_daemon_cannot_write_the_agents_settings_or_state_but_the_agent_can(install):
+    """Under systemd the daemon runs as its own user under ProtectSystem=strict, writing only what its unit
+    and fab deploy's drop-in name: the data directory. What the agent trusts (agent/) and what it has seen
+    (agent-state/state.json: the highest release and serial, its guard against downgrades and replays) are
+    outside it, so a compromised daemon cannot make the agent install an older signed release."""
+    assert AGENT_STATE == STATE_DIR, "the host's layout and the agent agree on where its state is"
+    layout = install.Layout("/srv/bloomkit")
+    daemon = DAEMON_UNIT.read_text()
+    assert "\nProtectSystem=strict\n" in daemon and "\nUser=bloomkit\n" in daemon
+    daemon_writes = writable_paths(daemon, install.dropin_text(install.daemon_override(layout)))
+    assert daemon_writes == [layout.data]
+    state, settings = f"{layout.root}/{STATE_DIR}/state.json", f"{layout.agent}/trusted-0.pub"
+    assert not under(state, daemon_writes) and not under(settings, daemon_writes)
+    agent_writes = writable_paths(UNIT.read_text(), install.dropin_text(install.agent_override(layout)))
+    assert under(state, agent_writes)
 
 
 def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
@@ -50,15 +97,11 @@ def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
     assert result.stdout + result.stderr == "", result.stderr
 
 
-def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(tmp_path, monkeypatch):
+def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(tmp_path, install):
     """What `install.py agent-install` puts on a systemd host whose root is not /opt/bloomkit: the unit, a
     drop-in starting that root's launcher (the one it writes) with that root writable, read by systemd as one."""
-    import importlib
-
     analyze = shutil.which("systemd-analyze")
     require(analyze is not None, "systemd-analyze (apt install systemd)")
-    monkeypatch.syspath_prepend(str(REPO / "deploy" / "host"))
-    install = importlib.import_module("install")
     layout = install.Layout(str(tmp_path / "srv" / "bloomkit"))
     launcher = Path(layout.agent) / "run-agent"
     launcher.parent.mkdir(parents=True)

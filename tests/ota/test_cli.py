@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from device.agent.manifest import verify
+from device.agent.state import STATE_DIR
 from tests.conftest import free_port
 from testkit.sshlab import run_fab
 from tests.ota.conftest import THIS_TARGET
@@ -62,7 +63,7 @@ def test_device_agent_once(tmp_path, signing_key):
     assert down.returncode == 1
     status = json.loads(down.stdout)
     assert status["state"] == "store-down" and status["device"] == "pi-x"
-    assert json.loads((tmp_path / "root" / "data" / "agent" / "status.json").read_text()) == status
+    assert json.loads((tmp_path / "root" / STATE_DIR / "status.json").read_text()) == status
     (tmp_path / "bad.pub").write_text("ssh-ed25519 AAAA\n")
     bad = subprocess.run(device + ["--channel", url, "--trust", str(tmp_path / "bad.pub"), "--once"],
                          capture_output=True, text=True)

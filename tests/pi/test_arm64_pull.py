@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from device.agent.state import STATE_DIR
 from tests.conftest import REPO
 from tests.pi.conftest import PI_UID, free_port
 from tests.pi.test_arm64_deploy import HEALTH_TIMEOUT_S, PHOTOS, SOURCE_FPS, _get_json, pi  # noqa: F401
@@ -61,7 +62,7 @@ def test_the_arm64_host_pulls_a_signed_release_from_nginx(pi, reference_model, f
     assert published.returncode == 0, published.stderr
     server = start_nginx(store, tmp_path / "nginx")      # the chroot shares this machine's loopback
     try:
-        trusted = f"{pi.root_dir}/data/agent/trusted.pub"
+        trusted = f"{pi.root_dir}/agent/trusted.pub"
         pi.local(trusted).parent.mkdir(parents=True, exist_ok=True)
         pi.local(trusted).write_text(Path(f"{key}.pub").read_text())
         os.chown(pi.local(trusted).parent, PI_UID, PI_UID)
@@ -78,5 +79,8 @@ def test_the_arm64_host_pulls_a_signed_release_from_nginx(pi, reference_model, f
         server.stop()
     status = json.loads(output.strip().splitlines()[-1])
     assert (status["state"], status["release"], status["health"]) == ("installed", 1, "ok"), status
+    root = pi.local(pi.root_dir)
+    assert (root / STATE_DIR / "state.json").is_file() and not (root / "data" / "agent").exists(), \
+        "the agent's state is its own, not in the daemon's data directory"
     code, health = _get_json(f"http://{http}/healthz")
     assert code == 200 and health["model"]["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
