@@ -8,8 +8,8 @@ photos' features were computed. Rounds alternate the order of the two. Wall time
 machine; CPU time (user + system of the run) is reported beside it. Target: retrain <= 0.6 x cold.
 
 Most of a run on a few hundred photos is fixed cost (importing TensorFlow, the int8 conversion), so the
-saving grows with the set: `--variants N` makes each photo N photos (it, mirrored, and crops of it, written
-as new JPEGs), for a set the size of a real deployment's.
+saving grows with the set: `--variants N` makes each photo N photos (it, and crops, mirror images and
+rescalings of it written as new JPEGs: `testkit.photo_variants`), for a set the size of a real deployment's.
 
     .venv/bin/python benchmarks/retrain_speed.py [--rounds 3] [--data DIR] [--variants 1] [--epochs 5] [--json]
 """
@@ -28,6 +28,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from testkit.photo_variants import variant_folder  # noqa: E402
+from testkit.trainer_runs import cold_feature_cache  # noqa: E402
+
 FLOWERS = REPO.parent / "shared" / "data" / "flowers-mini"
 TARGET = 0.6
 
@@ -47,13 +52,6 @@ def train(data: Path, cache: Path, export: Path, epochs: int) -> tuple[float, fl
     return wall, cpu, json.loads(done.stdout)
 
 
-def fresh_cache(base: Path) -> Path:
-    cache = Path(tempfile.mkdtemp(dir=base, prefix="cache-"))
-    backbones = Path(os.environ.get("BLOOMKIT_CACHE") or Path.home() / ".cache" / "bloomkit") / "backbones"
-    (cache / "backbones").symlink_to(backbones)
-    return cache
-
-
 def split_folder(data: Path, base: Path) -> tuple[Path, list[tuple[Path, Path]]]:
     """A copy of 90% of each label's photos, and (photo, where it goes) for the other 10%."""
     folder = base / "photos"
@@ -68,30 +66,6 @@ def split_folder(data: Path, base: Path) -> tuple[Path, list[tuple[Path, Path]]]
     return folder, added
 
 
-def with_variants(data: Path, base: Path, variants: int) -> Path:
-    """Each photo of `data` and `variants - 1` new photos made from it: crops at four corners, every other
-    one mirrored, of 90% of the photo, then 80%, ... (all different pixels, so different features)."""
-    from PIL import Image, ImageOps
-
-    folder = base / f"photos-x{variants}"
-    for photo in sorted(data.glob("*/*.jpg")):
-        (folder / photo.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, folder / photo.parent.name / photo.name)
-        with Image.open(photo) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            width, height = image.size
-            corners = [(0, 0), (1, 0), (0, 1), (1, 1)]
-            for number in range(1, variants):
-                tenths = 9 - (number - 1) // len(corners)  # the crop's size in tenths of the photo
-                right, bottom = corners[(number - 1) % len(corners)]
-                left, top = right * (width - width * tenths // 10), bottom * (height - height * tenths // 10)
-                made = image.crop((left, top, left + width * tenths // 10, top + height * tenths // 10))
-                if number % 2:
-                    made = ImageOps.mirror(made)
-                made.save(folder / photo.parent.name / f"{photo.stem}-v{number}.jpg", quality=90)
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=FLOWERS)
@@ -104,16 +78,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bloomkit-retrain-bench-") as scratch:
         base = Path(scratch)
         if args.variants > 1:
-            args.data = with_variants(args.data, base, args.variants)
+            args.data = variant_folder(args.data, base / f"photos-x{args.variants}", args.variants)
         total = sum(1 for _ in args.data.glob("*/*.jpg"))
-        train(args.data, fresh_cache(base), base / "export", 1)  # warm the OS file cache and the backbone
+        train(args.data, cold_feature_cache(base), base / "export", 1)  # warm the OS file cache and the backbone
         for number in range(args.rounds):
             result = {}
             for kind in (("cold", "retrain") if number % 2 == 0 else ("retrain", "cold")):
                 if kind == "cold":
-                    result["cold"] = train(args.data, fresh_cache(base), base / "export", args.epochs)
+                    result["cold"] = train(args.data, cold_feature_cache(base), base / "export", args.epochs)
                 else:
-                    cache = fresh_cache(base)
+                    cache = cold_feature_cache(base)
                     folder, added = split_folder(args.data, base / f"round-{number}")
                     train(folder, cache, base / "export", args.epochs)
                     for photo, target in added:

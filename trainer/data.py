@@ -11,7 +11,6 @@ import random
 import re
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -117,11 +116,11 @@ class DataLoader:
         """The items where `chosen` is true, in this loader's order."""
         return DataLoader([item for item, keep in zip(self.items, chosen) if keep], self.index_to_label, self.skipped)
 
-    def images(self, size: Sequence[int]) -> Iterator[np.ndarray]:
+    def images(self, size: Sequence[int], workers: int | None = None) -> Iterator[np.ndarray]:
         """Every image as the device sees it (uint8 RGB resized to `size`), in order, decoded a few
-        ahead in threads; never all in memory at once."""
+        ahead in `workers` threads (default: one a core); never all in memory at once."""
         paths = [path for path, _ in self.items]
-        for _, image in map_ahead(lambda path: _load(path, size), paths, workers=default_threads()):
+        for _, image in map_ahead(lambda path: _load(path, size), paths, workers=workers or default_threads()):
             yield image
 
     def dataset(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
@@ -202,10 +201,12 @@ def load_folder(folder: str | os.PathLike) -> DataLoader:
 
 
 def _check_images(paths: Sequence[Path]) -> list[str | None]:
-    """The reason each file is not a readable image, or None: a cheap reduced-size decode, in threads."""
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(tqdm(pool.map(_image_problem, paths), total=len(paths), desc="Checking images",
-                         unit="img", disable=None, leave=False))
+    """The reason each file is not a readable image, or None: a cheap reduced-size decode in threads, a
+    bounded window of files ahead (so tens of thousands of files never wait in memory at once)."""
+    workers = min(8, default_threads() * 2)
+    checked = map_ahead(_image_problem, paths, workers=workers, ahead=workers * 4)
+    return [problem for _, problem in tqdm(checked, total=len(paths), desc="Checking images", unit="img",
+                                           disable=None, leave=False)]
 
 
 def _image_problem(path: Path) -> str | None:

@@ -14,6 +14,7 @@ import hashlib
 import os
 import sqlite3
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -38,12 +39,19 @@ class Features(NamedTuple):
     rows: np.ndarray
     computed: int
     cached: int
+    seconds: float = 0.0  # the pass over the photos: hashing, the cache and the backbone
 
 
 def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> Features:
     """The features of every photo of `data` by the extractor `model` (a .tflite), from the cache where it
     has them; `rows(subset)` computes the others. A cache that cannot be used is warned about, not fatal."""
+    began = time.perf_counter()
+    return _features_for(model, spec, data, rows)._replace(seconds=time.perf_counter() - began)
+
+
+def _features_for(model: bytes, spec: ModelSpec, data: DataLoader,
+                  rows: Callable[[DataLoader], Iterable[np.ndarray]]) -> Features:
     from trainer.data import DataLoader
 
     def compute(indexes: Sequence[int]) -> Iterable[np.ndarray]:
@@ -54,8 +62,10 @@ def features_for(model: bytes, spec: ModelSpec, data: DataLoader,
         cache = FeatureCache()
     except (OSError, sqlite3.Error) as error:
         print(f"trainer: warning: feature cache not used ({error})", file=sys.stderr)
-        computed = list(rows(data))
-        return Features(np.stack(computed) if computed else np.zeros((0, 0), dtype=np.float32), len(computed), 0)
+        computed: np.ndarray | None = None
+        for index, row in enumerate(rows(data)):
+            computed = _put(computed, [index], row, len(paths))
+        return Features(computed if computed is not None else np.zeros((0, 0), dtype=np.float32), len(paths), 0)
     try:
         return cached_features(cache, extractor_key(model, spec.input_size, spec.mean, spec.std), paths, compute)
     finally:
@@ -175,6 +185,7 @@ def cached_features(cache: FeatureCache, extractor: str, paths: Sequence[str],
 
 
 def _put(rows: np.ndarray | None, indexes: list[int], row: np.ndarray, total: int) -> np.ndarray:
+    """`rows` (made for `total` rows at the first) with `row` at `indexes`: one array, filled as rows come."""
     if rows is None:
         rows = np.empty((total, row.shape[-1]), dtype=np.float32)
     rows[indexes] = row

@@ -89,9 +89,11 @@ def start(spec: ModelSpec, datasets: Sequence[DataLoader]) -> FeaturesAhead | No
         return None
     interpreter = load_interpreter(model)  # not in the thread: loading, like importing TensorFlow, captures stderr
     pending = [(data, Future()) for data in datasets]
+    queue = list(pending)
 
     def work() -> None:
-        for data, future in pending:
+        while queue:  # popped, so that only the handle keeps a finished set's features (256 MB at 50,000)
+            data, future = queue.pop(0)
             try:
                 future.set_result(compute(model, interpreter, spec, data))
             except BaseException as error:  # handed to whoever collects the features
@@ -115,14 +117,16 @@ def features(spec: ModelSpec, data: DataLoader, ahead: FeaturesAhead | None = No
 def compute(model: bytes, interpreter: Any, spec: ModelSpec, data: DataLoader) -> Features:
     """The features of every photo of `data`: those of earlier runs from the feature cache, the others by
     the `interpreter` of `model`, a float feature extractor."""
-    return feature_cache.features_for(model, spec, data, functools.partial(_rows, interpreter, spec))
+    return feature_cache.features_for(model, spec, data, functools.partial(feature_rows, interpreter, spec))
 
 
-def _rows(interpreter: Any, spec: ModelSpec, data: DataLoader) -> Iterator[np.ndarray]:
-    """The `interpreter` over every photo of `data`, preprocessed as the spec says."""
+def feature_rows(interpreter: Any, spec: ModelSpec, data: DataLoader,
+                 decoders: int | None = None) -> Iterator[np.ndarray]:
+    """The `interpreter` over every photo of `data`, preprocessed as the spec says: photos decoded by
+    `decoders` threads (default: one a core) a few ahead, while the interpreter runs on its own threads."""
     source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    for image in tqdm(data.images(spec.input_size), total=data.size, desc="Extracting features", unit="img",
-                      disable=None, leave=False):
+    for image in tqdm(data.images(spec.input_size, workers=decoders), total=data.size, desc="Extracting features",
+                      unit="img", disable=None, leave=False):
         interpreter.set_tensor(source, imaging.normalize(image, spec.mean, spec.std)[None])
         interpreter.invoke()
         yield interpreter.get_tensor(target)[0].copy()

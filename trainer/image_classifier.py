@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import replace
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -98,7 +99,8 @@ class ImageClassifier:
         self.training_log: dict = {}  # what the last training did: epochs run, the best epoch, photos
         self.history = None  # the `keras.callbacks.History` of the last training
         self.timings: dict[str, float] = {}  # seconds spent extracting features and fitting
-        self.feature_counts = {"features_computed": 0, "features_cached": 0}  # by the frozen backbone's cache
+        # by the frozen backbone's cache, and the seconds its passes over the photos took
+        self.feature_counts = {"features_computed": 0, "features_cached": 0, "feature_pass_seconds": 0.0}
         self.representative_data: DataLoader | None = None  # calibrates the default int8 export
         self.model, self._backbone, self._head = self._build() if model is None else _parts(model)
         self._compile(self.model)
@@ -212,10 +214,32 @@ class ImageClassifier:
         return 0 if self.seed is None else self.seed
 
     def _feature_dataset(self, features: np.ndarray, labels: np.ndarray, training: bool = False):
-        ds = tf.data.Dataset.from_tensor_slices((features, np.eye(self.num_classes, dtype=np.float32)[labels]))
+        """Batches of (features, one-hot label), gathered by row number as they are needed. 50,000 photos'
+        features are 256 MB, so they are not copied into TensorFlow (which transiently takes two copies)
+        nor into a shuffle buffer (shuffling row numbers gives the order shuffling rows would).
+
+        The rows are read through a weak reference that the dataset itself holds strongly: TensorFlow keeps
+        every `numpy_function` of an eager `tf.data` pipeline for the life of the process, and the
+        features must go when the training set does (before the export's own peak)."""
+        source = _Rows(features, np.eye(self.num_classes, dtype=np.float32)[labels])
+        reference, width = weakref.ref(source), features.shape[1]
+
+        def rows(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            held = reference()
+            return held.features[numbers], held.targets[numbers]
+
+        def gather(numbers):
+            batch, targets = tf.numpy_function(rows, [numbers], (tf.float32, tf.float32), stateful=False)
+            batch.set_shape((None, width))
+            targets.set_shape((None, self.num_classes))
+            return batch, targets
+
+        ds = tf.data.Dataset.range(len(features))
         if training and self.shuffle:
             ds = ds.shuffle(len(features), seed=self._shuffle_seed, reshuffle_each_iteration=True)
-        return ds.batch(self.hparams.batch_size)
+        ds = ds.batch(self.hparams.batch_size).map(gather)
+        ds.rows = source  # what `rows` reads lives as long as the dataset (and those made from it)
+        return ds
 
     def features(self, data: DataLoader, batch_size: int | None = None) -> np.ndarray:
         """The backbone's output for every image, in one pass over the data: by the device's engine
@@ -226,6 +250,8 @@ class ImageClassifier:
             if computed is not None:
                 self.feature_counts["features_computed"] += computed.computed
                 self.feature_counts["features_cached"] += computed.cached
+                self.feature_counts["feature_pass_seconds"] = round(
+                    self.feature_counts["feature_pass_seconds"] + computed.seconds, 2)
                 return computed.rows
         batches = data.dataset(spec.input_size, spec.mean, spec.std, batch_size=batch_size or self.hparams.batch_size)
         with tqdm(total=data.size, desc="Extracting features", unit="img", disable=None, leave=False) as bar, \
@@ -307,6 +333,14 @@ def load(run_dir: str | os.PathLike) -> ImageClassifier:
     `quantization_config=QuantizationConfig.for_int8(data)`."""
     run = saved_run.read(run_dir)
     return ImageClassifier(run.spec, run.labels, model=saved_run.load_keras(run))
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A training set's features and one-hot labels, row by row."""
+
+    features: np.ndarray
+    targets: np.ndarray
 
 
 def _parts(model) -> tuple:

@@ -42,11 +42,11 @@ def test_only_photos_not_seen_before_are_computed(tmp_path):
         paths.append(str(tmp_path / name))
     cache = FeatureCache(tmp_path / "features.sqlite")
     calls: list = []
-    first, computed, cached = cached_features(cache, "extractor-1", paths[:3], fake_rows(calls))
+    first, computed, cached, _ = cached_features(cache, "extractor-1", paths[:3], fake_rows(calls))
     assert calls == [[0, 1, 2]] and first[:, 0].tolist() == [0, 1, 2] and (computed, cached) == (3, 0)
     os.rename(paths[0], tmp_path / "renamed")  # a moved photo keeps its features
-    again, computed, cached = cached_features(cache, "extractor-1", [str(tmp_path / "renamed"), *paths[1:]],
-                                              fake_rows(calls))
+    again, computed, cached, _ = cached_features(cache, "extractor-1", [str(tmp_path / "renamed"), *paths[1:]],
+                                                 fake_rows(calls))
     assert calls[1] == [3] and (computed, cached) == (1, 3), "only the new photo"
     np.testing.assert_array_equal(again[:3], first)
     cached_features(cache, "extractor-2", paths[1:3], fake_rows(calls))
@@ -76,8 +76,8 @@ def test_an_unusable_cache_is_a_warning_and_the_features_are_still_computed(tmp_
     blocker.write_text("in the way")
     monkeypatch.setattr(feature_cache, "cache_root", lambda: blocker)
     data = DataLoader([(str(blocker), 0)], ["a", "b"])
-    rows, computed, cached = feature_cache.features_for(b"model", LITE0, data,
-                                                         lambda subset: iter([np.ones(3, np.float32)]))
+    rows, computed, cached, _ = feature_cache.features_for(b"model", LITE0, data,
+                                                            lambda subset: iter([np.ones(3, np.float32)]))
     assert rows.shape == (1, 3) and (computed, cached) == (1, 0)
     assert "trainer: warning: feature cache not used" in capsys.readouterr().err
 
