@@ -1,6 +1,7 @@
 """Fixtures every area shares: real flower photos, the reference model, and CI strictness."""
 from __future__ import annotations
 
+import configparser
 import errno
 import hashlib
 import os
@@ -36,6 +37,23 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"missing in CI: {reason}")
     pytest.skip(reason)
+
+
+def unit_directives(unit: Path) -> dict[str, str]:
+    """A systemd unit's [Service] settings (the last of a repeated key), as written."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str
+    parser.read(unit)
+    return dict(parser["Service"])
+
+
+def systemd_analyze_verify(*arguments: str, env: dict[str, str] | None = None) -> None:
+    """`systemd-analyze verify` passes without a word: it warns about unknown keys or bad values on stderr."""
+    analyze = shutil.which("systemd-analyze")
+    require(analyze is not None, "systemd-analyze (apt install systemd)")
+    result = subprocess.run([analyze, "verify", *arguments], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == "", result.stderr
 
 
 @pytest.fixture(scope="session")

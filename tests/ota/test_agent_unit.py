@@ -3,7 +3,6 @@ launcher `install.py agent-install` writes, writable only where it installs, cle
 and the daemon's unit, which gives the daemon no write access to the agent's settings or state."""
 from __future__ import annotations
 
-import configparser
 import importlib
 import os
 import shutil
@@ -11,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, require
+from tests.conftest import REPO, systemd_analyze_verify, unit_directives
 
 import pytest
 
@@ -20,13 +19,6 @@ from device.agent.state import STATE_DIR
 
 UNIT = REPO / "device" / "systemd" / "bloomkit-agent.service"
 DAEMON_UNIT = REPO / "device" / "systemd" / "bloomkit-device.service"
-
-
-def directives() -> dict[str, str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str
-    parser.read(UNIT)
-    return dict(parser["Service"])
 
 
 @pytest.fixture
@@ -69,7 +61,7 @@ def test_the_daemon_cannot_write_the_agents_settings_or_state_but_the_agent_can(
 
 
 def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
-    service = directives()
+    service = unit_directives(UNIT)
     assert service["ExecStart"] == "/opt/bloomkit/agent/run-agent" and service["Restart"] == "on-failure"
     assert service["ProtectSystem"] == "strict"
     assert service["ReadWritePaths"].split() == ["/opt/bloomkit", "/etc/systemd/system"]
@@ -81,8 +73,6 @@ def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
 
 
 def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    require(analyze is not None, "systemd-analyze (apt install systemd)")
     lines = []
     for line in UNIT.read_text().splitlines():      # the Pi's paths, pointed at what exists here
         if line.startswith("ExecStart="):
@@ -92,16 +82,12 @@ def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):
         lines.append(line)
     copy = tmp_path / UNIT.name
     copy.write_text("\n".join(lines) + "\n")
-    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout + result.stderr == "", result.stderr
+    systemd_analyze_verify(str(copy))
 
 
 def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(tmp_path, install):
     """What `install.py agent-install` puts on a systemd host whose root is not /opt/bloomkit: the unit, a
     drop-in starting that root's launcher (the one it writes) with that root writable, read by systemd as one."""
-    analyze = shutil.which("systemd-analyze")
-    require(analyze is not None, "systemd-analyze (apt install systemd)")
     layout = install.Layout(str(tmp_path / "srv" / "bloomkit"))
     launcher = Path(layout.agent) / "run-agent"
     launcher.parent.mkdir(parents=True)
@@ -111,10 +97,7 @@ def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(t
     (units / f"{UNIT.name}.d").mkdir(parents=True)
     shutil.copy(UNIT, units / UNIT.name)
     (units / f"{UNIT.name}.d" / "bloomkit-deploy.conf").write_text(install.dropin_text(install.agent_override(layout)))
-    result = subprocess.run([analyze, "verify", UNIT.name], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout + result.stderr == "", result.stderr
+    systemd_analyze_verify(UNIT.name, env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
     shown = subprocess.run(["sh", "-n", str(launcher)], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert f"root={layout.root}\n" in launcher.read_text()
