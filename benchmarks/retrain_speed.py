@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testkit.photo_variants import variant_folder  # noqa: E402
-from testkit.trainer_runs import cold_feature_cache  # noqa: E402
+from testkit.trainer_runs import cold_feature_cache, train_measured  # noqa: E402
 
 FLOWERS = REPO.parent / "shared" / "data" / "flowers-mini"
 TARGET = 0.6
@@ -39,17 +35,10 @@ TARGET = 0.6
 
 def train(data: Path, cache: Path, export: Path, epochs: int) -> tuple[float, float, dict]:
     """(wall seconds, CPU seconds, the --json summary) of one `trainer train`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "--data", str(data), "--epochs", str(epochs),
-                           "--export-dir", str(export), "--json"], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "BLOOMKIT_CACHE": str(cache)})
-    wall = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, json.loads(done.stdout)
+    run = train_measured(data, export, cache, "--epochs", str(epochs))
+    if run.returncode != 0:
+        raise SystemExit(run.stderr)
+    return run.seconds, run.cpu_seconds, json.loads(run.stdout)
 
 
 def split_folder(data: Path, base: Path) -> tuple[Path, list[tuple[Path, Path]]]:

@@ -20,6 +20,7 @@ class Measured:
     stdout: str
     stderr: str
     seconds: float
+    cpu_seconds: float  # user + system, of the process and the children it waited for
     peak_rss: int  # bytes: the larger of the process's own peak and the sampled peak of its tree's sum
 
     @property
@@ -33,7 +34,7 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path | Non
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env, cwd=cwd)
-        tree_peak, own_peak, status = 0, 0, None
+        tree_peak, own_peak, cpu, status = 0, 0, 0.0, None
         try:
             watched = psutil.Process(process.pid)
             while status is None:
@@ -41,6 +42,7 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path | Non
                 pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
                 if pid:
                     status, own_peak = wait_status, usage.ru_maxrss * 1024  # Linux gives KiB
+                    cpu = usage.ru_utime + usage.ru_stime
                 elif timeout is not None and time.perf_counter() - began > timeout:
                     process.kill()
                 else:
@@ -53,7 +55,7 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path | Non
         seconds = time.perf_counter() - began
         out.seek(0)
         err.seek(0)
-        return Measured(process.returncode, out.read(), err.read(), seconds, max(own_peak, tree_peak))
+        return Measured(process.returncode, out.read(), err.read(), seconds, cpu, max(own_peak, tree_peak))
 
 
 def _tree_rss(process: psutil.Process) -> int:
