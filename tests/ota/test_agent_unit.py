@@ -14,7 +14,8 @@ from tests.conftest import REPO, systemd_analyze_verify, unit_directives
 
 import pytest
 
-from deploy.host.layout import AGENT_STATE
+from deploy.host.layout import AGENT_LAUNCHER, AGENT_STATE, Layout
+from device.agent import agent
 from device.agent.state import STATE_DIR
 
 UNIT = REPO / "device" / "systemd" / "bloomkit-agent.service"
@@ -48,7 +49,6 @@ def test_the_daemon_cannot_write_the_agents_settings_or_state_but_the_agent_can(
     and fab deploy's drop-in name: the data directory. What the agent trusts (agent/) and what it has seen
     (agent-state/state.json: the highest release and serial, its guard against downgrades and replays) are
     outside it, so a compromised daemon cannot make the agent install an older signed release."""
-    assert AGENT_STATE == STATE_DIR, "the host's layout and the agent agree on where its state is"
     layout = install.Layout("/srv/bloomkit")
     daemon = DAEMON_UNIT.read_text()
     assert "\nProtectSystem=strict\n" in daemon and "\nUser=bloomkit\n" in daemon
@@ -101,3 +101,11 @@ def test_the_unit_with_the_drop_in_fab_deploy_writes_verifies_for_another_root(t
     shown = subprocess.run(["sh", "-n", str(launcher)], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert f"root={layout.root}\n" in launcher.read_text()
+
+
+def test_the_agent_and_the_hosts_layout_agree_on_the_lock_the_launcher_and_the_state():
+    """device/ cannot import deploy/host (the host's side is stdlib scripts): the names are written twice."""
+    layout = Layout("/srv/bloomkit")
+    assert f"{layout.root}/{agent.DEPLOY_LOCK}" == layout.lock
+    assert f"{layout.root}/{agent.LAUNCHER}" == f"{layout.agent}/{AGENT_LAUNCHER}"
+    assert AGENT_STATE == STATE_DIR, "where its state is"
