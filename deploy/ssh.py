@@ -18,6 +18,7 @@ from deploy.errors import ConnectError, DeployError, HostKeyError
 from deploy.inventory import Host
 
 CONNECT_TIMEOUT_S = 10
+HELD_EXIT_TIMEOUT_S = 10     # for a held command to exit after end-of-input, on a slow host
 # paramiko logs what goes wrong in its transport thread (a peer that is not SSH, a cut connection) as a
 # traceback on stderr; each failure is already one line in the report.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -199,10 +200,15 @@ class Remote:
         self.conn.put(str(local), remote)
 
     def close(self) -> None:
-        """Close the connection; one that was cut already (its SFTP channel cannot say goodbye) is done."""
+        """Close the connection; one that was cut already (its SFTP channel cannot say goodbye) is done. The
+        held commands get end-of-input first and are waited for, so what they hold (the deploy lock) is free on
+        the host once this returns: a closed channel alone ends them a moment later, and a deploy run right
+        after this one could find the lock still taken."""
         if self.conn is not None:
             try:
                 for channel in self.held:
+                    channel.shutdown_write()
+                    channel.status_event.wait(HELD_EXIT_TIMEOUT_S)     # set at once if the connection is gone
                     channel.close()
                 self.conn.close()
             except (EOFError, OSError, paramiko.SSHException):

@@ -1,8 +1,12 @@
 """Small rules for the child processes and servers tests and benchmarks start."""
 from __future__ import annotations
 
+import os
+import select
 import signal
 import socket
+import time
+from typing import IO
 
 
 def default_sigint() -> None:
@@ -16,3 +20,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def read_until(pipe: IO[str], text: str, timeout: float) -> str:
+    """What a child wrote to `pipe` up to and including `text` (or until it closed it, or `timeout`), read
+    straight from the descriptor, so that a later `communicate()` gets all the rest."""
+    said, deadline = b"", time.monotonic() + timeout
+    while text.encode() not in said:
+        ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(pipe.fileno(), 4096) if ready else b""
+        if not chunk:
+            break
+        said += chunk
+    return said.decode(errors="replace")

@@ -17,6 +17,7 @@ from pathlib import Path
 from deploy.inventory import DaemonOptions, Host
 from deploy.host.layout import HOST_SCRIPTS
 from testkit.cpubudget import CpuBudget
+from testkit.link import Link
 from testkit.processes import default_sigint, free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -100,10 +101,20 @@ class SshLab:
                                           stderr=open(directory / "sshd.log", "wb"))
         _wait_for_port(address, port, server.process)
         if trusted:
-            public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
-            with open(self.known_hosts, "a") as file:
-                file.write(f"[{address}]:{port} {public[0]} {public[1]}\n")
+            self._trust(server, address, port)
         return server
+
+    def link(self, server: SshServer) -> Link:
+        """A link to `server` that the test can stall and cut (testkit.link); the server's host key is
+        trusted on the link's port too. Reach the host through it with `dataclasses.replace(host, port=link.port)`."""
+        link = Link(server.port)
+        self._trust(server, "127.0.0.1", link.port)
+        return link
+
+    def _trust(self, server: SshServer, address: str, port: int) -> None:
+        public = (server.directory / "ssh_host_ed25519_key.pub").read_text().split()
+        with open(self.known_hosts, "a") as file:
+            file.write(f"[{address}]:{port} {public[0]} {public[1]}\n")
 
     def host(self, name: str, server: SshServer | None = None, *, port: int | None = None, **settings) -> Host:
         """A Host for `server` (or an unused `port`), with its own root and daemon HTTP port."""

@@ -8,11 +8,11 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from deploy.jobs.status import status_work
 from deploy.outline import run_on_hosts
 from deploy.report import FAILED, OK, ROLLED_BACK, SKIPPED, HostResult
 from deploy.steps import ANOTHER_DEPLOY
+from testkit.processes import read_until
 from testkit.sshlab import (SshLab, SshServer, deploy_lock_held, free_port, make_lab, run_fab, start_fab,
                                  stop_daemon)
 
@@ -194,25 +195,42 @@ def test_a_model_whose_daemon_never_gets_healthy_is_rolled_back(fleet, models, b
 
 
 def test_an_interrupted_upload_leaves_current_untouched(fleet, models, builder, tmp_path):
+    """The connection drops with the model part way up (the link holds the transfer there until it is cut,
+    so the cut cannot come after the upload): current untouched and serving; the next deploy succeeds."""
     host, server = fleet.hosts[1], fleet.servers[1]
+    root = Path(host.root)
     deploy([host], models.first, builder)
     before, served = current(host), healthz(host)["model"]["sha256"]
     big = tmp_path / "big.tflite"
     big.write_bytes(big_model(models.first))
-    watcher = threading.Thread(target=cut_connection_mid_upload, args=(Path(host.root), server))
-    watcher.start()
-    (result,) = deploy([host], big, builder)
-    watcher.join()
+    with ThreadPoolExecutor(1) as pool, fleet.lab.link(server) as link:
+        link.hold_when(model_upload_past(root, 1 << 20))
+        running = pool.submit(deploy, [replace(host, port=link.port)], big, builder)
+        assert link.holding.wait(120)
+        link.cut()
+        (result,) = running.result()
     assert (result.status, result.stage) == (FAILED, "upload")
     assert result.reason.startswith("connection to ") and "lost" in result.reason
+    (partial,) = root.glob("releases/.incoming-*/model.tflite")
+    assert (1 << 20) < partial.stat().st_size < big.stat().st_size           # cut mid-transfer
     assert current(host) == before and healthz(host)["model"]["sha256"] == served
     assert before.removeprefix("releases/") in releases(host)
     assert all(r == before.removeprefix("releases/") or r.startswith(".incoming-") or r < before.removeprefix(
         "releases/") for r in releases(host))                   # no new release appeared
 
+    # Once the host has seen the connection go (and with it the deploy lock), the next deploy succeeds and
+    # prunes the partial upload.
+    deadline = time.monotonic() + 30
+    while deploy_lock_held(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (result,) = deploy([host], big, builder)
+    assert result.status == OK, result
+    assert healthz(host)["model"]["sha256"] == sha256_file(big)
+    assert not [r for r in releases(host) if r.startswith(".incoming-")]
+
 
 def big_model(model: Path) -> bytes:
-    """The same network with a 48 MB description: valid, and slow enough to upload to be cut."""
+    """The same network with a 48 MB description: valid, and big enough that 1 MB of it is part way up."""
     from device.metadata import read_model_info, write_metadata
 
     data = model.read_bytes()
@@ -221,33 +239,28 @@ def big_model(model: Path) -> bytes:
                           description="x" * (48 << 20))
 
 
-def cut_connection_mid_upload(root: Path, server: SshServer, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for partial in root.glob("releases/.incoming-*/model.tflite"):
-            if partial.stat().st_size > (1 << 20):
-                server.kill_sessions()
-                return
-        time.sleep(0.002)
+def model_upload_past(root: Path, size: int):
+    """Whether a model upload begun on the host from now on (a partial releases/.incoming-*/model.tflite, not
+    one an earlier interrupted upload left) has passed `size` bytes: a testkit.link hold condition."""
+    pattern = "releases/.incoming-*/model.tflite"
+    earlier = set(root.glob(pattern))
+    return lambda: any(p.stat().st_size > size for p in set(root.glob(pattern)) - earlier)
 
 
 def test_a_second_deploy_while_one_runs_fails_fast_and_the_first_completes(fleet, models, builder, tmp_path):
-    host = fleet.hosts[1]
+    host, server = fleet.hosts[1], fleet.servers[1]
     deploy([host], models.first, builder)
     big = tmp_path / "big.tflite"
-    big.write_bytes(big_model(models.first))                # slow to upload: the second deploy comes meanwhile
-    first: list[HostResult] = []
-    running = threading.Thread(target=lambda: first.extend(deploy([host], big, builder)))
-    running.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not deploy_lock_held(Path(host.root)) and time.monotonic() < deadline:
-            time.sleep(0.002)
+    big.write_bytes(big_model(models.first))
+    with ThreadPoolExecutor(1) as pool, fleet.lab.link(server) as link:
+        link.hold_when(model_upload_past(Path(host.root), 1 << 20))   # the first deploy stays in its upload
+        running = pool.submit(deploy, [replace(host, port=link.port)], big, builder)
+        assert link.holding.wait(120)
         (second,) = deploy([host], models.second, builder)
-    finally:
-        running.join()
+        link.release()
+        (first,) = running.result()
     assert (second.status, second.stage, second.reason) == (FAILED, "preflight", ANOTHER_DEPLOY)
-    assert first[0].status == OK, first
+    assert first.status == OK, first
     assert healthz(host)["model"]["sha256"] == sha256_file(big)
 
 
@@ -271,17 +284,20 @@ def test_ctrl_c_during_fab_deploy_reports_every_host_and_changes_nothing_live(fl
     first, second = fleet.hosts         # in the inventory's order: with --parallel 1, `second` waits
     before, served = current(first), healthz(first)["model"]["sha256"]
     big = tmp_path / "big.tflite"
-    big.write_bytes(big_model(models.first))                # slow to upload: Ctrl-C comes meanwhile
-    fab = start_fab(builder, "deploy", "--model", str(big), "--inventory", str(fleet.lab.inventory([first, second])),
-                    "--parallel", "1")
-    try:
-        deadline = time.monotonic() + 60
-        while not deploy_lock_held(Path(first.root)) and time.monotonic() < deadline:
-            time.sleep(0.002)
-        fab.send_signal(signal.SIGINT)
-        stdout, stderr = fab.communicate(timeout=120)
-    finally:
-        fab.kill()
+    big.write_bytes(big_model(models.first))
+    with fleet.lab.link(fleet.servers[0]) as link:
+        link.hold_when(model_upload_past(Path(first.root), 1 << 20))     # Ctrl-C comes mid-upload
+        inventory = fleet.lab.inventory([replace(first, port=link.port), second])
+        fab = start_fab(builder, "deploy", "--model", str(big), "--inventory", str(inventory), "--parallel", "1")
+        try:
+            assert link.holding.wait(120)
+            fab.send_signal(signal.SIGINT)
+            said = read_until(fab.stderr, "stopping each running host at a safe point", timeout=60)
+            link.release()                                  # fab took the Ctrl-C: the upload may now end
+            stdout, stderr = fab.communicate(timeout=120)
+            stderr = said + stderr
+        finally:
+            fab.kill()
     assert fab.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr and "stopping each running host at a safe point" in stderr
     rows = {line.split()[0]: line for line in stdout.splitlines()[1:-1]}
