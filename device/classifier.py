@@ -18,7 +18,7 @@ import numpy as np
 from device import imaging
 from device.errors import UserError
 from device.metadata import ModelInfo, read_model_file, read_model_info
-from device.options import check_number
+from device.options import check_classifier_options
 from device.runtime import load_interpreter
 
 _INPUT_TYPES = (np.uint8, np.int8, np.float32)
@@ -41,13 +41,12 @@ class Classifier:
     def __init__(self, model_path: str | os.PathLike, labels_file: str | os.PathLike | None = None,
                  threads: int | None = None, top_k: int | None = 3, score_threshold: float = 0.0,
                  allow: Iterable[str] | None = None, deny: Iterable[str] | None = None) -> None:
+        check_classifier_options(top_k, score_threshold, threads)
         model = read_model_file(model_path)
         self.model_path = os.fspath(model_path)
         self.model_sha256 = hashlib.sha256(model).hexdigest()
         self.info: ModelInfo = read_model_info(model, labels_file)
         self.labels: tuple[str, ...] = tuple(self.info.labels)
-        check_number("--top-k", top_k, minimum=1)
-        check_number("--threshold", score_threshold, minimum=0, maximum=1)
         self.top_k = top_k
         self.score_threshold = float(score_threshold)
         self._kept = _label_filter(self.labels, allow, deny)

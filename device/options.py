@@ -31,3 +31,12 @@ def check_number(option: str, value: float | None, *, minimum: float | None = No
         if maximum is not None:
             bounds.append(f"at most {maximum:g}")
         raise OptionError(f"{option} {value:.15g}: must be {' and '.join(bounds)}")
+
+
+def check_classifier_options(top_k: int | None, threshold: float | None, threads: int | None) -> None:
+    """The classifier's options that need no model, checked as soon as they are known: by `device run`'s
+    settings (command line, config file, and a deploy inventory's daemon options) before anything loads, and
+    by `Classifier` for the other commands and the API. (Whether top-k fits the labels needs the model.)"""
+    check_number("--top-k", top_k, minimum=1)
+    check_number("--threshold", threshold, minimum=0, maximum=1)
+    check_number("--threads", threads, minimum=1)

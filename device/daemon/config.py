@@ -18,7 +18,7 @@ from device.daemon.event_config import EventSettings
 from device.errors import UserError, one_line
 from device.hostport import HostPortError, parse_host_port
 from device.metadata import labels as labels_txt
-from device.options import check_number
+from device.options import check_classifier_options, check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,7 +65,7 @@ class Settings:
             check_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
         for name in ("stream_fps", "max_frame_gap", "jsonl_max_mb"):
             check_number(f"--{name.replace('_', '-')}", getattr(self, name), above=0)
-        # --top-k, --threshold and --threads are the classifier's, checked when it loads the model (first).
+        check_classifier_options(self.top_k, self.threshold, self.threads)
         if self.http != "off":
             http_address(self.http)
 

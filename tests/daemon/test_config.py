@@ -90,6 +90,11 @@ def test_a_config_that_is_not_a_regular_file_is_not_read(tmp_path):
     (["--stream-fps=-inf"], "--stream-fps -inf: must be a finite number"),
     (["--smooth", "-2"], "--smooth -2: must be at least 0"),
     (["--jsonl-max-mb", "0"], "--jsonl-max-mb 0: must be positive"),
+    # The classifier's: checked with the rest, not when the model loads (m.tflite does not exist).
+    (["--top-k", "0"], "--top-k 0: must be at least 1"),
+    (["--threshold", "1.5"], "--threshold 1.5: must be at least 0 and at most 1"),
+    (["--threshold=-0.1"], "--threshold -0.1: must be at least 0 and at most 1"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
 ])
 def test_bad_values_are_one_line_errors(argv, message):
     with pytest.raises(UserError) as error:
@@ -102,6 +107,19 @@ def test_a_nan_in_a_config_file_is_refused_too(tmp_path):
     config.write_text('model = "m.tflite"\nsource_fps = nan\n')  # TOML has nan and inf literals
     with pytest.raises(UserError, match="--source-fps nan: must be a finite number"):
         parse("--config", str(config))
+
+
+@pytest.mark.parametrize("line, message", [
+    ("threads = 0", "--threads 0: must be at least 1"),
+    ("threshold = 1.5", "--threshold 1.5: must be at least 0 and at most 1"),
+    ("top_k = -2", "--top-k -2: must be at least 1"),
+])
+def test_the_classifiers_options_in_a_config_file_are_range_checked_too(tmp_path, line, message):
+    config = tmp_path / "device.toml"
+    config.write_text(f'model = "m.tflite"\n{line}\n')          # no such model: nothing is loaded to find out
+    with pytest.raises(UserError) as error:
+        parse("--config", str(config))
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("source, anchored", [

@@ -175,3 +175,15 @@ def test_options_that_cannot_be_used_are_one_line(reference_model, rose_folder, 
                              "--source", f"folder:{rose_folder}", "--http", "off", *option],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr == f"device: error: {message}\n"
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--top-k", "0"], "--top-k 0: must be at least 1"),
+    (["--threshold", "1.5"], "--threshold 1.5: must be at least 0 and at most 1"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+])
+def test_the_classifiers_options_are_refused_before_the_model_loads(tmp_path, option, message):
+    """No model file at all: the option is what `device run` reports, as the inventory check does."""
+    result = subprocess.run([sys.executable, "-m", "device.cli", "run", "--model", str(tmp_path / "absent.tflite"),
+                             "--http", "off", *option], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr == f"device: error: {message}\n"

@@ -93,6 +93,9 @@ def test_mistakes_are_one_line_errors(tmp_path, text, message):
     ("{config: device.toml, args: [--collect-budget-mb, 50]}", "collect_budget_mb = -5\n", None),  # args win
     ("{args: [--collect-uncertain, '0.9:0.2']}", None, "host a: daemon: --collect-uncertain 0.9:0.2: need 0 <= LO"),
     ("{args: [--ema, '2']}", None, "host a: daemon: --ema 2: must be positive and at most 1$"),
+    ("{args: [--threads, 0]}", None, "host a: daemon: --threads 0: must be at least 1$"),
+    ("{args: [--top-k, 0]}", None, "host a: daemon: --top-k 0: must be at least 1$"),
+    ("{config: device.toml}", "threshold = 1.5\n", "host a: daemon: --threshold 1.5: must be at least 0 and at most 1$"),
     ("{args: [--collect]}", None, None),  # the deploy gives the daemon its data directory
     ("{args: [--config, /etc/bloomkit/device.toml]}", None, None),  # a file on the host: the daemon's to read
 ])

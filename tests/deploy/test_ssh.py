@@ -260,6 +260,7 @@ def test_an_ipv6_host_on_h_with_brackets_and_a_port(lab, builder, tmp_path):
     ("hosts: {pi: {port: abc}}", "host pi: port must be a number from 1 to 65535, not 'abc'"),
     ("hosts: {pi: {daemon: {args: --top-k 3}}}",
      "host pi: daemon args must be a list of options and values, as in [--top-k, 3], not '--top-k 3'"),
+    ("hosts: {pi: {daemon: {args: [--threads, 0]}}}", "host pi: daemon: --threads 0: must be at least 1"),
 ])
 def test_a_bad_inventory_is_one_line_before_any_connection(builder, tmp_path, inventory, message):
     path = tmp_path / "fleet.yaml"
