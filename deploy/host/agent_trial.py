@@ -8,7 +8,8 @@ pidfile manager alike, to learn which release's agent to run. install.py agent-i
 <root>/agent/ beside the launcher, so no pulled release can change it, and a broken release cannot break
 its own fallback.
 
-    python3 agent_trial.py --root R start      # prints the release folder whose agent to run now
+    python3 agent_trial.py --root R [--pid PID] start   # prints the release folder whose agent to run now
+    python3 agent_trial.py --root R watch VERSION PID SECONDS   # what `start` leaves running on a trial
 
 Proof: the agent writes agent-state/proven.json ({"version", "release"}) when it has come through a poll
 (whatever the store answered: the code runs) or to an install, naming the release `current` points at if
@@ -16,7 +17,8 @@ that release's device package is the code it runs (so a model-only release is pr
 installed it, and a release with a new device package only by its own agent). A `current` release
 other than the proven one is on trial: each start is counted in agent-state/trial.json, and the start after
 MAX_STARTS unproven ones, or any start more than TRIAL_S after the trial began, falls back, holding the deploy
-lock: the agent's memory refuses the release (when the agent pulled it; an explicit higher release is needed
+lock (an agent that hangs instead of crashing is killed by a watcher when TRIAL_S is up, and the supervisor's
+next start goes back): the agent's memory refuses the release (when the agent pulled it; an explicit higher release is needed
 to try again), the release is marked failed, and the proven release's own install.py `rollback --to` it
 returns the daemon and the agent's code together, its health checked. Each step is safe to repeat, and the
 state is written first: a fallback cut short is done again at the next start. If this script fails, the
@@ -27,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +42,8 @@ STATUS = STATE_DIR + "/status.json"
 SETTINGS = "agent/agent.args"
 DEPLOY_LOCK = ".deploy.lock"
 MAX_STARTS = 3                  # unproven starts of one release's agent before the device goes back
-TRIAL_S = 1800                  # a trial older than this at a start is over: the device goes back
+TRIAL_S = 600                   # a trial older than this is over: the device goes back (a first poll is seconds)
+WATCH_STEP_S = 5                # how often the watcher looks whether the trial is over
 LOCK_WAIT_S = 300               # for a push deploy to finish; else the fallback waits for the next start
 LOG_SCAN = 300                  # lines of the agent's log searched for its last error (pidfile manager)
 
@@ -65,9 +69,9 @@ def say(text):
     print("bloomkit agent trial: " + text, file=sys.stderr, flush=True)
 
 
-def start(root, now=None):
+def start(root, pid=None, now=None):
     """Count this start of `current`'s agent if it is on trial, fall back if its trial failed; return the
-    release folder whose agent to run."""
+    release folder whose agent to run (as process `pid`, the launcher's: watched while on trial)."""
     now = time.time() if now is None else now
     current = os.path.realpath(os.path.join(root, "current"))
     version = os.path.basename(current)
@@ -90,6 +94,10 @@ def start(root, now=None):
     write_json(trial_path, trial)
     if trial["starts"] <= MAX_STARTS and now - trial["since"] <= TRIAL_S:
         say(on_trial(version, trial["starts"]) + " to complete a poll")
+        if pid is not None:
+            subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "watch", version, str(pid),
+                              "%.0f" % (trial["since"] + TRIAL_S - now)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         return current
     why = ("%d starts without completing a poll" % (trial["starts"] - 1) if trial["starts"] > MAX_STARTS
            else "no poll completed in %d s" % TRIAL_S)
@@ -154,6 +162,32 @@ def report(root, state, error, failed_release, proven=None):
     write_json(path, status)
 
 
+def watch(root, version, pid, seconds):
+    """Kill the agent `pid` if release `version`'s trial is not over within `seconds`: a hang counts as a
+    failed start. Runs in the agent's process group (its supervisor's or its unit's), which stopping the
+    agent stops; ends early when the agent proves itself or exits."""
+    deadline = time.monotonic() + seconds
+    while still_on_trial(root, version, pid):
+        if time.monotonic() >= deadline:
+            say("release %s's agent did not complete a poll in %d s: stopped" % (version, TRIAL_S))
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(max(0, min(WATCH_STEP_S, deadline - time.monotonic())))
+
+
+def still_on_trial(root, version, pid):
+    """Whether release `version` is still on trial (the agent's proof removes trial.json) and `pid` still
+    runs its agent (or its launcher)."""
+    if (read_json(os.path.join(root, TRIAL)) or {}).get("version") != version:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as file:
+            command = file.read()
+    except OSError:
+        return False
+    return b"device.cli" in command or b"run-agent" in command
+
+
 @contextlib.contextmanager
 def deploy_lock(root):
     """The root's deploy lock, as `fab deploy` and the agent take it; yields whether it was taken in time."""
@@ -203,9 +237,19 @@ def last_error(root, version):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="the deploy root")
-    parser.add_argument("action", choices=("start",))
+    parser.add_argument("--pid", type=int, help="start: the launcher's pid, which the agent keeps (exec)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("start", help="print the release folder whose agent to run now")
+    watcher = actions.add_parser("watch", help="kill agent PID if release VERSION is on trial after SECONDS")
+    watcher.add_argument("version")
+    watcher.add_argument("pid", type=int)
+    watcher.add_argument("seconds", type=float)
     args = parser.parse_args(argv)
-    print(start(os.path.abspath(args.root)))
+    root = os.path.abspath(args.root)
+    if args.action == "watch":
+        watch(root, args.version, args.pid, args.seconds)
+    else:
+        print(start(root, args.pid))
     return 0
 
 

@@ -470,7 +470,8 @@ def agent_launcher(layout):
     return ("#!/bin/sh\n"
             "# bloomkit's update agent for this deploy root (written by install.py agent-install).\n"
             "root=%s\n"
-            'release=$(%s "$root/agent/%s" --root "$root" start) || release=$(readlink -f "$root/current") || exit 1\n'
+            'release=$(%s "$root/agent/%s" --root "$root" --pid $$ start) ||\n'
+            '    release=$(readlink -f "$root/current") || exit 1\n'
             "set --\n"
             'for key in "$root"/agent/trusted-*.pub; do set -- "$@" --trust "$key"; done\n'
             'while IFS= read -r option; do set -- "$@" "$option"; done < "$root/agent/agent.args"\n'

@@ -121,6 +121,32 @@ def test_the_launcher_runs_currents_agent_when_the_trial_script_itself_fails(tmp
     assert ran.read_text().startswith("r2 -m device.cli agent")
 
 
+def test_an_agent_that_hangs_on_trial_is_killed_when_the_trial_time_is_up_and_one_that_proves_itself_is_not(
+        tmp_path):
+    """The watcher `start` leaves behind (here with 1 s for TRIAL_S): a hang becomes a failed start, which the
+    supervisor follows with a start past the trial's time, which goes back."""
+    root = make_root(tmp_path, "r2", proven="r1")
+    (root / state.STATE_DIR / state.TRIAL).write_text(json.dumps({"version": "r2", "since": 0, "starts": 1}))
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", "device.cli", "agent"])
+    watcher = subprocess.Popen([sys.executable, str(TRIAL_SCRIPT), "--root", str(root), "watch", "r2",
+                                str(hung.pid), "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert hung.wait(30) == -9
+        assert "release r2's agent did not complete a poll" in watcher.communicate(timeout=30)[1]
+    finally:
+        hung.kill()
+
+    proving = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", "device.cli", "agent"])
+    watcher = subprocess.Popen([sys.executable, str(TRIAL_SCRIPT), "--root", str(root), "watch", "r2",
+                                str(proving.pid), "8"])
+    try:
+        state.prove(root / state.STATE_DIR, "r2", 2)          # what the agent writes after its first poll
+        assert watcher.wait(30) == 0 and proving.poll() is None, "the trial is over: the agent runs on"
+    finally:
+        proving.kill()
+        proving.wait()
+
+
 def test_the_trial_script_and_the_agent_agree_on_the_files_and_the_lock():
     """The trial is copied into <root>/agent/ alone (no siblings to import): its names are written twice."""
     assert agent_trial.STATE_DIR == state.STATE_DIR
