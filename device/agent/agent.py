@@ -81,6 +81,7 @@ class Agent:
         self.state = State.load(self.dir / "state.json")
         self.status = Status(config.device_id, config.channel_url.rsplit("/", 1)[-1].removesuffix(".json"),
                              release=self.state.release or None)
+        self.status.carry_over(self.dir / "status.json")
         self._reported: Status | None = None
         self.failures_in_a_row = 0
         code = code_release(config.root)

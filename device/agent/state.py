@@ -59,6 +59,18 @@ class Status:
     offered_release: int | None = None  # the channel's release at the last check
     agent_version: str | None = None    # the release whose code the agent runs (None: not run from a release)
 
+    def carry_over(self, path: Path) -> None:
+        """A rollback reported before this process started (by the agent before a restart, or by its launcher
+        going back from a release whose agent failed) stays the news, as it would have in that process, until
+        the channel changes."""
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(before, dict) and before.get("state") == "rolled-back":
+            self.state, self.last_error = "rolled-back", before.get("last_error")
+            self.failed_release = before.get("failed_release")
+
     def as_report(self) -> dict:
         return asdict(self)
 

@@ -10,13 +10,15 @@ import json
 import os
 import shutil
 import subprocess
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from deploy.build import sha256_file
 from deploy.host.layout import Layout
+from deploy.inventory import AgentOptions
+from deploy.jobs.deploy import deploy_fleet
 from device.agent.state import PROVEN, STATE_DIR, TRIAL
 from tests.ota.test_agent_deploy import agent_pid, command_line, wait_for
 from tests.ota.test_agent_refuses import device  # noqa: F401 - a device first deployed by push over real sshd
@@ -115,6 +117,24 @@ def test_a_release_whose_agent_crashes_at_start_goes_back_and_one_whose_agent_is
         log = (root / "logs" / "agent.log").read_text()
         assert log.count(f"release {fine.version}'s agent is on trial: start 1 of 3") == 1, log
         assert f"release {fine.version}'s agent is on trial: start 2" not in log
+
+        # A push of that broken agent: `fab deploy` restarts the agent on it, and the device goes back the same
+        # way (the agent's memory untouched: a pushed release is no channel release), saying why until the
+        # channel changes.
+        host = replace(device, agent=AgentOptions(channel=f"{server.url}/channels/stable.json",
+                                                  trust=(Path(f"{signing_key}.pub"),), interval=1))
+        (pushed,) = deploy_fleet([host], models.second, builder=bad_builder, quiet=True)
+        assert pushed.ok, pushed
+        assert wait_for(lambda: os.readlink(root / "current") == f"releases/{fine.version}"
+                        and read_status(root).get("agent_version") == fine.version, 240), read_status(root)
+        failed = [r.name for r in (root / "releases").iterdir() if (r / ".failed").is_file()]
+        assert len(failed) == 1 and failed[0] > fine.version, failed     # the pushed one (the push pruned release 2)
+        assert f"release {failed[0]}'s agent is on trial: start 3 of 3" in (root / "logs" / "agent.log").read_text()
+        assert polls(root, 2), read_status(root)
+        status = read_status(root)
+        assert (status["state"], status["release"], status["health"]) == ("rolled-back", 3, "ok"), status
+        assert "did not prove itself (3 starts without completing a poll)" in status["last_error"]
+        assert serving(device.daemon.http) == sha256_file(models.first)
     finally:
         subprocess.run([device.python, Layout(str(root)).scripts(str(root / "current")) + "/install.py", "--root",
                         str(root), "--service", "pidfile", "agent-remove"], capture_output=True, timeout=60)
