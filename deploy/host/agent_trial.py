@@ -18,11 +18,12 @@ installed it, and a release with a new device package only by its own agent). A 
 other than the proven one is on trial: each start is counted in agent-state/trial.json, and the start after
 MAX_STARTS unproven ones, or any start more than TRIAL_S after the trial began, falls back, holding the deploy
 lock (an agent that hangs instead of crashing is killed by a watcher when TRIAL_S is up, and the supervisor's
-next start goes back): the agent's memory refuses the release (when the agent pulled it; an explicit higher release is needed
-to try again), the release is marked failed, and the proven release's own install.py `rollback --to` it
-returns the daemon and the agent's code together, its health checked. Each step is safe to repeat, and the
-state is written first: a fallback cut short is done again at the next start. If this script fails, the
-launcher runs `current`'s agent as it did before there was a trial. Stdlib only: runs on the host.
+next start goes back): the agent's memory refuses the release (when the agent pulled it; a higher release
+is needed to try again), the release is marked failed, and the proven release's own install.py
+`rollback --to` it returns the daemon and the agent's code together, its health checked. Each step is
+safe to repeat, and the state is written first: a fallback cut short is done again at the next start. If
+this script fails, the launcher runs `current`'s agent as it did before there was a trial. Stdlib only:
+runs on the host.
 """
 import argparse
 import contextlib
@@ -45,7 +46,8 @@ MAX_STARTS = 3                  # unproven starts of one release's agent before 
 TRIAL_S = 600                   # a trial older than this is over: the device goes back (a first poll is seconds)
 WATCH_STEP_S = 5                # how often the watcher looks whether the trial is over
 LOCK_WAIT_S = 300               # for a push deploy to finish; else the fallback waits for the next start
-LOG_SCAN = 300                  # lines of the agent's log searched for its last error (pidfile manager)
+LOG_SCAN = 300                  # lines of the agent's log searched for its last error
+UNIT = "bloomkit-agent.service"  # where systemd runs the agent (its journal)
 
 
 def read_json(path):
@@ -222,16 +224,26 @@ def on_trial(version, start_number):
 
 
 def last_error(root, version):
-    """The last error line `version`'s agent logged since its trial began (the pidfile manager's
-    logs/agent.log; under systemd the journal has it), or None."""
-    try:
-        with open(os.path.join(root, "logs", "agent.log"), "rb") as file:
-            lines = [line.decode(errors="replace").strip() for line in file.readlines()[-LOG_SCAN:]]
-    except OSError:
-        return None
+    """The last error line `version`'s agent logged since its trial began, or None."""
+    lines = log_lines(root)
     began = [i for i, line in enumerate(lines) if on_trial(version, 1) in line]
     errors = [line for line in lines[began[-1]:] if "Error" in line or "Exception" in line] if began else []
     return errors[-1] if errors else None
+
+
+def log_lines(root):
+    """The end of the agent's log: the pidfile manager's logs/agent.log, else systemd's journal."""
+    try:
+        with open(os.path.join(root, "logs", "agent.log"), "rb") as file:
+            return [line.decode(errors="replace").strip() for line in file.readlines()[-LOG_SCAN:]]
+    except OSError:
+        pass
+    try:
+        return subprocess.run(["journalctl", "-u", UNIT, "-n", str(LOG_SCAN), "-o", "cat", "--no-pager"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
 
 
 def main(argv=None):

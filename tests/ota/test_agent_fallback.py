@@ -86,7 +86,8 @@ def test_a_release_whose_agent_crashes_at_start_goes_back_and_one_whose_agent_is
         assert (status["release"], status["version"], status["health"]) == (1, good.version, "ok")
         assert status["agent_version"] == good.version, "the agent that proved itself runs again"
         assert "did not prove itself (3 starts without completing a poll)" in status["last_error"]
-        assert "RuntimeError: a broken agent" in status["last_error"] and "waiting for a newer one" in status["last_error"]
+        assert "log: RuntimeError: a broken agent" in status["last_error"]
+        assert "waiting for a newer one" in status["last_error"]
         assert serving(device.daemon.http) == sha256_file(models.second)
         assert (root / "releases" / bad.version / ".failed").is_file()
         pid = agent_pid(root)

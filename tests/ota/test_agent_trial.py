@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.host import agent_trial
-from deploy.host.layout import AGENT_LAUNCHER, AGENT_TRIAL, Layout
+from deploy.host.layout import AGENT_LAUNCHER, AGENT_SYSTEMD_UNIT, AGENT_TRIAL, Layout
 from device.agent import state
 from tests.conftest import REPO
 
@@ -153,6 +153,7 @@ def test_the_trial_script_and_the_agent_agree_on_the_files_and_the_lock():
     assert agent_trial.PROVEN == f"{state.STATE_DIR}/{state.PROVEN}"
     assert agent_trial.TRIAL == f"{state.STATE_DIR}/{state.TRIAL}"
     assert f"/r/{agent_trial.DEPLOY_LOCK}" == Layout("/r").lock
+    assert agent_trial.UNIT == os.path.basename(AGENT_SYSTEMD_UNIT)
     from device.agent.agent import LAUNCHER
 
     assert agent_trial.SETTINGS == f"{os.path.dirname(LAUNCHER)}/agent.args"
