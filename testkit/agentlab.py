@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from deploy.build import Builder
 from deploy.inventory import Host
 from deploy.keys import signer
 from deploy.publish import change_rollout, parse_target, publish_release
@@ -53,6 +55,15 @@ def set_rollout(store: Path, key: Path, percent: float, reports=lambda: []):
                               reports=reports, say=lambda _: None)
     finally:
         opened.close()
+
+
+def changed_package(source: Path, builder: Builder, folder: Path, line: str = "# a newer agent") -> Builder:
+    """A builder for the same sources but for one line added to the agent's code (device/agent/__init__.py): a
+    different device wheel, with the same requirements (the venv is reused), sharing the session's cache."""
+    shutil.copytree(source, folder)
+    with open(folder / "device" / "agent" / "__init__.py", "a") as file:
+        file.write(line + "\n")
+    return Builder(builder.cache_dir, repo=folder)
 
 
 def agent_for(host: Host, channel_url: str, trusted: dict, **options) -> Agent:

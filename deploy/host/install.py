@@ -30,7 +30,7 @@ import zipfile
 
 import health
 import service as pidfile
-from layout import (AGENT_LAUNCHER, AGENT_SYSTEMD_UNIT, DEVICE_ARGS, INCOMING_PREFIX, LAUNCHER, MODEL_NAME,
+from layout import (AGENT_LAUNCHER, AGENT_SYSTEMD_UNIT, AGENT_TRIAL, DEVICE_ARGS, INCOMING_PREFIX, LAUNCHER, MODEL_NAME,
                     SYSTEMD_UNIT, Layout, previous_release, to_prune)
 
 UNIT = os.path.basename(SYSTEMD_UNIT)
@@ -465,17 +465,20 @@ def deploy(layout, version, url, timeout, manager, keep=3):
 
 def agent_launcher(layout):
     """The agent's launcher for this root: the code of the release current when it starts (it keeps running
-    that until restarted), this root's settings, every trusted key."""
+    that until restarted), unless that code is on trial and failed it (agent_trial.py, which then goes back to
+    the proven release, or whose own failure leaves `current`'s); this root's settings, every trusted key."""
     return ("#!/bin/sh\n"
             "# bloomkit's update agent for this deploy root (written by install.py agent-install).\n"
             "root=%s\n"
-            'release=$(readlink -f "$root/current") || exit 1\n'
+            'release=$(%s "$root/agent/%s" --root "$root" --pid $$ start) ||\n'
+            '    release=$(readlink -f "$root/current") || exit 1\n'
             "set --\n"
             'for key in "$root"/agent/trusted-*.pub; do set -- "$@" --trust "$key"; done\n'
             'while IFS= read -r option; do set -- "$@" "$option"; done < "$root/agent/agent.args"\n'
             "# No bytecode: the agent may run as root in releases the deploy user prunes.\n"
             'export PYTHONPATH="$release/lib" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n'
-            'exec "$release/venv/bin/python" -m device.cli agent --root "$root" "$@"\n') % shlex.quote(layout.root)
+            'exec "$release/venv/bin/python" -m device.cli agent --root "$root" "$@"\n') % (
+                shlex.quote(layout.root), shlex.quote(sys.executable), AGENT_TRIAL)
 
 
 def read_folder(path):
@@ -512,6 +515,8 @@ def install_agent(layout, manager, uploaded, restart_anyway=False):
     if "agent.args" not in wanted or len(wanted) < 2:
         raise HostError("the agent's upload lacks agent.args or a trusted-N.pub key")
     wanted[AGENT_LAUNCHER] = agent_launcher(layout).encode()
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), AGENT_TRIAL), "rb") as file:
+        wanted[AGENT_TRIAL] = file.read()      # the trial's counter, kept where no pulled release changes it
     changed = read_folder(layout.agent) != wanted
     if changed:
         staged = layout.agent + ".new"

@@ -12,11 +12,14 @@ layout, read by the workstation (to upload and to show commands) and by the scri
                                  across deploys and rollbacks, writable by the service user; daemon.args
                                  (this device's own daemon options)
     <root>/agent/                the update agent's settings where `fab deploy` installs one: agent.args
-                                 (its options), trusted-N.pub (the keys it trusts), run-agent (its launcher);
+                                 (its options), trusted-N.pub (the keys it trusts), run-agent (its launcher),
+                                 agent_trial.py (the trial of a release's new agent code, run by the launcher);
                                  owned by the deploy user, not by the daemon's (it decides what gets installed)
     <root>/agent-state/          the update agent's own files: state.json (the highest release and serial
                                  seen: its anti-downgrade and anti-replay memory), status.json, its staging
-                                 area; written by the agent only (root under systemd), kept when it is removed
+                                 area, proven.json (the release whose agent last completed a poll) and
+                                 trial.json (the starts of a newer one's); written by the agent and its
+                                 launcher only (root under systemd), kept when it is removed
     <root>/run/, <root>/logs/    the pidfile service manager's state and the daemon's (and agent's) log
     <root>/.deploy.lock          held (flock) by the deploy or rollback running on the host, if any
 
@@ -31,6 +34,7 @@ SYSTEMD_UNIT = "lib/device/systemd/bloomkit-device.service"
 AGENT_SYSTEMD_UNIT = "lib/device/systemd/bloomkit-agent.service"
 LAUNCHER = "run-daemon"
 AGENT_LAUNCHER = "run-agent"             # in <root>/agent/, written by install.py for this root
+AGENT_TRIAL = "agent_trial.py"           # in <root>/agent/, copied by install.py: what the launcher asks first
 INCOMING_PREFIX = ".incoming-"
 DEVICE_ARGS = "data/daemon.args"          # this device's own `device run` options, one per line (docs/ota.md)
 AGENT_STATE = "agent-state"               # device/agent/state.py's STATE_DIR

@@ -6,8 +6,9 @@ a publish rewrites. A web server, bucket or CDN in front of it serves both as st
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
 from deploy.errors import DeployError
@@ -28,6 +29,26 @@ def object_key(sha256: str) -> str:
 
 def channel_key(channel: str) -> str:
     return f"{CHANNELS}/{channel}.json"
+
+
+def move_past_the_old_second(stat: Callable, utime: Callable, temporary: str, target: str | Path) -> None:
+    """Before `temporary` is renamed over `target`, give it an mtime in a later second than `target`'s.
+
+    Web servers derive a static file's validators from its mtime in whole seconds and its size (nginx's ETag
+    is `"<mtime hex>-<size hex>"`, Last-Modified has one-second resolution), so a channel manifest re-signed
+    within the same second at the same size would keep them, and a device's conditional GET would get 304 and
+    miss it. Only the publisher knows the file changed, so it moves it on; before the rename, so the new
+    content is never served with the old validators. Both times come from the store's own clock (the old
+    file's and the new one's as written), so the publisher's clock does not matter. `stat` and `utime` are the
+    store's (os or SFTP). S3 needs none of this: its ETag is the content's MD5, and a matching ETag is the only
+    way it answers 304.
+    """
+    try:
+        later = math.floor(stat(target).st_mtime) + 1
+    except FileNotFoundError:
+        return
+    if stat(temporary).st_mtime < later:
+        utime(temporary, (later, later))
 
 
 class Store(Protocol):

@@ -5,10 +5,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
 
-from device.atomic import atomic_write
-from deploy.stores import StoreError
+from device.atomic import fsync_directory
+from deploy.stores import StoreError, move_past_the_old_second
 
 
 class LocalStore:
@@ -28,25 +29,31 @@ class LocalStore:
     def has(self, key: str) -> bool:
         return (self.root / key).is_file()
 
-    def put_file(self, key: str, path: Path) -> None:
+    def _atomic(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        """Write `key` beside its place, give it a later mtime than the file it replaces, rename it into place."""
         target = self._path(key)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
         try:
-            shutil.copyfile(path, temporary)
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
             os.chmod(temporary, 0o644)
+            move_past_the_old_second(os.stat, os.utime, temporary, target)
             os.replace(temporary, target)
         except OSError as error:
             Path(temporary).unlink(missing_ok=True)
             raise StoreError(f"cannot write {target}: {error.strerror}") from None
+        fsync_directory(target.parent)
+
+    def put_file(self, key: str, path: Path) -> None:
+        def copy(file: BinaryIO) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, file)
+        self._atomic(key, copy)
 
     def put_bytes(self, key: str, data: bytes, *, cache: bool) -> None:
-        try:
-            with atomic_write(self._path(key), "wb") as file:
-                file.write(data)
-            os.chmod(self.root / key, 0o644)
-        except OSError as error:
-            raise StoreError(f"cannot write {self.root / key}: {error.strerror}") from None
+        self._atomic(key, lambda file: file.write(data))
 
     def get_bytes(self, key: str) -> bytes | None:
         try:

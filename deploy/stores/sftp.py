@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from deploy.inventory import Host
-from deploy.stores import StoreError
+from deploy.stores import StoreError, move_past_the_old_second
 
 
 class SftpStore:
@@ -53,6 +53,7 @@ class SftpStore:
             self._mkdirs(posixpath.dirname(target))
             write(temporary)
             self.sftp.chmod(temporary, 0o644)
+            move_past_the_old_second(self.sftp.stat, self.sftp.utime, temporary, target)
             self.sftp.posix_rename(temporary, target)
         except OSError as error:
             try:

@@ -24,7 +24,7 @@ from device.agent import fetch, mqtt
 from device.agent.install import install
 from device.agent.manifest import RELEASE_FILES, WHEELHOUSE, Channel, ManifestError, verify
 from device.agent.rollout import in_rollout
-from device.agent.state import STATE_DIR, State, Status, now_iso
+from device.agent.state import STATE_DIR, State, Status, now_iso, prove, proven
 from device.digest import sha256_file
 from device.errors import UserError, one_line
 
@@ -81,12 +81,14 @@ class Agent:
         self.state = State.load(self.dir / "state.json")
         self.status = Status(config.device_id, config.channel_url.rsplit("/", 1)[-1].removesuffix(".json"),
                              release=self.state.release or None)
+        self.status.carry_over(self.dir / "status.json")
         self._reported: Status | None = None
         self.failures_in_a_row = 0
         code = code_release(config.root)
         self.status.agent_version = code.name if code else None
         self.code_wheel = _wheel_digest(code) if code else None     # the device package this process runs
         self.restart_wanted = False     # an installed release changed the device package: run its code instead
+        self.proven = proven(self.dir)   # the release whose agent code last proved itself (agent_trial.py)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -120,7 +122,20 @@ class Agent:
             self._set("refused", f"{one_line(error)}")
         self._observe_current()
         self._report()
+        self._prove()
         return self.status.state
+
+    def _prove(self) -> None:
+        """Record that the release `current` points at has agent code that runs: this code, which has come
+        through a poll (whatever the store answered) or to an install. Its launcher's trial of that release is
+        over, and it is where the launcher goes back to if a later release's agent never gets this far."""
+        current = self.config.root / "current"
+        if self.code_wheel is None or _wheel_digest(current) != self.code_wheel:
+            return
+        proof = {"version": os.path.basename(os.readlink(current)), "release": self.state.release}
+        if proof != self.proven:
+            prove(self.dir, **proof)
+            self.proven = proof
 
     def _set(self, state: str, error: str | None) -> None:
         self.status.state, self.status.last_error = state, error
@@ -175,6 +190,7 @@ class Agent:
 
     # --- fetching and installing ------------------------------------------------------------------
     def _install(self, channel: Channel, target: dict) -> None:
+        self._prove()          # before `current` moves on: where a failing new agent comes back to
         c, root = self.config, self.config.root
         version = channel.version
         need_venv = not (root / "venvs" / target["venv"] / ".complete").is_file()

@@ -13,6 +13,8 @@ from pathlib import Path
 from device.atomic import atomic_write
 
 STATE_DIR = "agent-state"      # under the deploy root; deploy/host/layout.py's AGENT_STATUS names it too
+PROVEN = "proven.json"         # in STATE_DIR, read by deploy/host/agent_trial.py (the agent's launcher)
+TRIAL = "trial.json"           # in STATE_DIR, written by agent_trial.py: the starts of an agent on trial
 
 
 @dataclass
@@ -57,6 +59,18 @@ class Status:
     offered_release: int | None = None  # the channel's release at the last check
     agent_version: str | None = None    # the release whose code the agent runs (None: not run from a release)
 
+    def carry_over(self, path: Path) -> None:
+        """A rollback reported before this process started (by the agent before a restart, or by its launcher
+        going back from a release whose agent failed) stays the news, as it would have in that process, until
+        the channel changes."""
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(before, dict) and before.get("state") == "rolled-back":
+            self.state, self.last_error = "rolled-back", before.get("last_error")
+            self.failed_release = before.get("failed_release")
+
     def as_report(self) -> dict:
         return asdict(self)
 
@@ -73,3 +87,19 @@ class Status:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def proven(directory: Path) -> dict | None:
+    """{"version", "release"}: the release whose agent code last proved itself (agent_trial.py reads it)."""
+    try:
+        return json.loads((directory / PROVEN).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def prove(directory: Path, version: str, release: int) -> None:
+    """Record that release `version`'s agent code runs (`release`: the agent's installed release number then):
+    its trial is over, and it is where the launcher goes back to if a later release's agent fails at start."""
+    with atomic_write(directory / PROVEN) as file:
+        json.dump({"version": version, "release": release}, file)
+    (directory / TRIAL).unlink(missing_ok=True)

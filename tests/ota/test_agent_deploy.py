@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from deploy.build import Builder, sha256_file
+from deploy.build import sha256_file
 from device.agent.state import STATE_DIR
-from testkit.agentlab import THIS_TARGET, publish, read_status, serving
+from testkit.agentlab import THIS_TARGET, changed_package, publish, read_status, serving
 from testkit.sshlab import run_fab
 
 
@@ -33,15 +32,6 @@ def agent_pid(root: Path) -> int | None:
 
 def command_line(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
-def changed_package(source: Path, builder: Builder, folder: Path) -> Builder:
-    """A builder for the same sources but for one line of the agent's code: a different device wheel, with the
-    same requirements (the venv is reused), sharing the session's cache."""
-    shutil.copytree(source, folder)
-    with open(folder / "device" / "agent" / "__init__.py", "a") as file:
-        file.write("# a newer agent\n")
-    return Builder(builder.cache_dir, repo=folder)
 
 
 def wait_for(condition, timeout: float = 180.0) -> bool:
@@ -77,7 +67,8 @@ def test_fab_deploy_installs_keeps_restarts_and_removes_the_agent(tmp_path, lab,
     pid = agent_pid(root)
     assert pid is not None, (root / "logs" / "agent.log").read_text()
     pushed = os.path.basename(os.readlink(root / "current"))
-    assert sorted(p.name for p in (root / "agent").iterdir()) == ["agent.args", "run-agent", "trusted-0.pub"]
+    assert sorted(p.name for p in (root / "agent").iterdir()) == ["agent.args", "agent_trial.py", "run-agent",
+                                                                  "trusted-0.pub"]
     assert (root / "agent" / "trusted-0.pub").read_bytes() == Path(f"{signing_key}.pub").read_bytes()
     assert (root / "data" / "daemon.args").read_text().split("\n")[:2] == ["--http", host.daemon.http]
     assert wait_for(lambda: read_status(root).get("state") == "waiting"), read_status(root)  # polled: 0% rollout

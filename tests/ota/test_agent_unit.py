@@ -70,6 +70,8 @@ def test_the_agent_unit_is_hardened_and_runs_the_launcher_fab_deploy_writes():
         assert service[key] == "yes", key
     assert service["SystemCallFilter"] == "@system-service"
     assert "EnvironmentFile" not in service, "the settings are in <root>/agent/, read by the launcher"
+    unit_section = UNIT.read_text().split("[Service]")[0]
+    assert "\nStartLimitIntervalSec=0\n" in unit_section, "systemd never stops the starts the launcher's trial counts"
 
 
 def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from deploy.inventory import Host
 from deploy.keys import SigningKeyError, keygen, signer
 from deploy.publish import RolloutRefused, change_rollout, parse_target, publish_release, read_channel
 from deploy.stores import channel_key, object_key, open_store
+from device.agent import fetch
 from device.agent.manifest import ManifestError, verify
 from tests.ota.conftest import THIS_TARGET
 
@@ -121,3 +123,39 @@ def test_a_manifest_signed_by_another_key_or_altered_is_refused(tmp_path, models
         verify(json.dumps(data).encode(), trusted)
     with pytest.raises(ManifestError, match="expired"):
         verify(channel_file(store), trusted, now=verify(channel_file(store), trusted).expires + 1)
+
+
+def a_second_manifest_in_the_same_second_is_seen(store, channel_url: str, signing_key: Path, trusted) -> None:
+    """Re-sign the channel, poll it as the agent does, re-sign it at the same size within the same second (the
+    pair is tried again at the next second if a boundary splits it): the agent's next conditional GET must
+    get the second manifest, not a 304 for validators that a whole-second mtime and the size left unchanged."""
+    def widen(percent: int) -> None:
+        change_rollout(store, signer(signing_key), channel="stable", percent=percent, halt=False, max_failures=0,
+                       reports=lambda: [], say=lambda _: None)
+    for percent in (10, 30, 50):               # serials 2…7: the same number of digits throughout
+        time.sleep(1 - time.time() % 1)        # at the start of a second, so the pair fits in it
+        began = time.time()
+        widen(percent)
+        seen = fetch.get_channel(channel_url, None, None)
+        widen(percent + 10)
+        if int(time.time()) == int(began):
+            break
+    else:
+        pytest.fail("no two re-signs fitted in one second")
+    again = fetch.get_channel(channel_url, seen.etag, seen.last_modified)
+    assert again.data is not None, f"304 for a changed manifest (ETag {seen.etag}, Last-Modified {seen.last_modified})"
+    assert len(again.data) == len(seen.data)
+    assert verify(again.data, trusted).rollout["percent"] == percent + 10
+    assert fetch.get_channel(channel_url, again.etag, again.last_modified).data is None     # unchanged: 304 again
+
+
+def test_a_manifest_re_signed_within_the_same_second_at_the_same_size_is_not_missed_by_the_agent(
+        tmp_path, nginx, models, builder, signing_key, trusted):
+    store_dir = tmp_path / "store"
+    publish(store_dir, models.first, builder, signing_key, percent=0)
+    store = open_store(str(store_dir))
+    try:
+        a_second_manifest_in_the_same_second_is_seen(store, f"{nginx(store_dir).url}/{channel_key('stable')}",
+                                                     signing_key, trusted)
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ from deploy.stores import StoreError, channel_key, open_store
 from device.agent.manifest import verify
 from tests.conftest import free_port
 from tests.ota.conftest import THIS_TARGET
+from tests.ota.test_publish import a_second_manifest_in_the_same_second_is_seen
 from testkit.webservers import wait_for_port
 
 
@@ -72,7 +73,7 @@ def test_an_unreachable_s3_store_is_one_line(monkeypatch, models, builder, signi
     assert "\n" not in str(raised.value)
 
 
-def test_publish_over_sftp_with_strict_host_keys(lab, models, builder, signing_key, trusted, tmp_path):
+def test_publish_over_sftp_with_strict_host_keys(lab, models, builder, signing_key, trusted, tmp_path, nginx):
     server = lab.start_server("web")
     host = lab.host("web", server)
     root = tmp_path / "srv" / "bloomkit"
@@ -87,6 +88,13 @@ def test_publish_over_sftp_with_strict_host_keys(lab, models, builder, signing_k
         store.close()
     assert verify((root / channel_key("stable")).read_bytes(), trusted).release == 2
     assert not list(root.rglob("*.tmp"))
+    # The web server on the SFTP host serves what was written there: a quick second re-sign is not missed.
+    store = open_store(url, open_host=opener)
+    try:
+        a_second_manifest_in_the_same_second_is_seen(store, f"{nginx(root).url}/{channel_key('stable')}",
+                                                     signing_key, trusted)
+    finally:
+        store.close()
     # A host whose key is not known is refused, not trusted on first sight.
     stranger = lab.start_server("stranger", trusted=False)
     from deploy.errors import HostKeyError

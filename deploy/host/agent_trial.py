@@ -1,0 +1,269 @@
+"""The update agent's trial: a release that brings new agent code keeps it only once that code has run a poll.
+
+Without it, a release whose agent crashes at start (an exception at import, at its first poll) would be
+restarted by its supervisor for ever, and a device that only pulls could never receive the fixed release.
+Like a bootloader's boot counter (Mender, SWUpdate), the count is kept outside the code on trial: the agent's
+launcher (<root>/agent/run-agent) runs this script at every start of the agent, under systemd and under the
+pidfile manager alike, to learn which release's agent to run. install.py agent-install copies it into
+<root>/agent/ beside the launcher, so no pulled release can change it, and a broken release cannot break
+its own fallback.
+
+    python3 agent_trial.py --root R [--pid PID] start   # prints the release folder whose agent to run now
+    python3 agent_trial.py --root R watch VERSION PID SECONDS   # what `start` leaves running on a trial
+
+Proof: the agent writes agent-state/proven.json ({"version", "release"}) when it has come through a poll
+(whatever the store answered: the code runs) or to an install, naming the release `current` points at if
+that release's device package is the code it runs (so a model-only release is proven by the agent that
+installed it, and a release with a new device package only by its own agent). A `current` release
+other than the proven one is on trial: each start is counted in agent-state/trial.json, and the start after
+MAX_STARTS unproven ones, or any start more than TRIAL_S after the trial began, falls back, holding the deploy
+lock (an agent that hangs instead of crashing is killed by a watcher when TRIAL_S is up, and the supervisor's
+next start goes back): the agent's memory refuses the release (when the agent pulled it; a higher release
+is needed to try again), the release is marked failed, and the proven release's own install.py
+`rollback --to` it returns the daemon and the agent's code together, its health checked. Each step is
+safe to repeat, and the state is written first: a fallback cut short is done again at the next start. If
+this script fails, the launcher runs `current`'s agent as it did before there was a trial. Stdlib only:
+runs on the host.
+"""
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+STATE_DIR = "agent-state"       # device/agent/state.py's STATE_DIR, PROVEN and STATE name the same files
+PROVEN = STATE_DIR + "/proven.json"
+TRIAL = STATE_DIR + "/trial.json"
+STATE = STATE_DIR + "/state.json"
+STATUS = STATE_DIR + "/status.json"
+SETTINGS = "agent/agent.args"
+DEPLOY_LOCK = ".deploy.lock"
+MAX_STARTS = 3                  # unproven starts of one release's agent before the device goes back
+TRIAL_S = 600                   # a trial older than this is over: the device goes back (a first poll is seconds)
+WATCH_STEP_S = 5                # how often the watcher looks whether the trial is over
+LOCK_WAIT_S = 300               # for a push deploy to finish; else the fallback waits for the next start
+LOG_SCAN = 300                  # lines of the agent's log searched for its last error
+UNIT = "bloomkit-agent.service"  # where systemd runs the agent (its journal)
+
+
+def read_json(path):
+    try:
+        with open(path) as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path, data):
+    with open(path + ".new", "w") as file:
+        json.dump(data, file, indent=1)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".new", path)
+
+
+def say(text):
+    print("bloomkit agent trial: " + text, file=sys.stderr, flush=True)
+
+
+def start(root, pid=None, now=None):
+    """Count this start of `current`'s agent if it is on trial, fall back if its trial failed; return the
+    release folder whose agent to run (as process `pid`, the launcher's: watched while on trial)."""
+    now = time.time() if now is None else now
+    current = os.path.realpath(os.path.join(root, "current"))
+    version = os.path.basename(current)
+    proven = read_json(os.path.join(root, PROVEN)) or {}
+    trial_path = os.path.join(root, TRIAL)
+    if proven.get("version") in (None, version):     # proven, or no agent ever proved one: nothing to go back to
+        if os.path.exists(trial_path):
+            os.remove(trial_path)
+        return current
+    back = os.path.join(root, "releases", proven["version"])
+    if not os.path.isdir(back):
+        say("release %s's agent is on trial, but the proven release %s is gone: nothing to go back to"
+            % (version, proven["version"]))
+        return current
+    trial = read_json(trial_path) or {}
+    if trial.get("version") != version or not isinstance(trial.get("starts"), int) \
+            or not isinstance(trial.get("since"), (int, float)):
+        trial = {"version": version, "since": now, "starts": 0}
+    trial["starts"] += 1
+    write_json(trial_path, trial)
+    if trial["starts"] <= MAX_STARTS and now - trial["since"] <= TRIAL_S:
+        say(on_trial(version, trial["starts"]) + " to complete a poll")
+        if pid is not None:
+            subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "watch", version, str(pid),
+                              "%.0f" % (trial["since"] + TRIAL_S - now)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        return current
+    why = ("%d starts without completing a poll" % (trial["starts"] - 1) if trial["starts"] > MAX_STARTS
+           else "no poll completed in %d s" % TRIAL_S)
+    logged = last_error(root, version)
+    reason = "its agent did not prove itself (%s)%s" % (why, "; log: " + logged if logged else "")
+    return fall_back(root, version, proven, reason)
+
+
+def fall_back(root, version, proven, reason):
+    """Back to the proven release, daemon and agent together; the release folder whose agent to run."""
+    say("release %s: %s. Going back to release %s" % (version, reason, proven["version"]))
+    script = os.path.join(root, "releases", proven["version"], "lib", "deploy", "host", "install.py")
+    url, timeout = daemon_settings(root)
+    with deploy_lock(root) as locked:
+        if not locked:
+            say("another deploy holds the lock: going back at the next start")
+            return os.path.realpath(os.path.join(root, "current"))
+        failed = refuse(root, version, proven, reason)
+        subprocess.call([sys.executable, script, "--root", root, "mark-failed", version, reason],
+                        stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, script, "--root", root, "--url", url, "--timeout", str(timeout),
+                               "rollback", "--to", proven["version"]], stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        answer = {"ok": False, "reason": "install.py rollback said nothing (exit status %d)" % done.returncode}
+    if not answer.get("ok"):
+        say("could not go back to release %s: %s" % (proven["version"], answer.get("reason")))
+        report(root, "failed", "release %s: %s; going back to %s failed: %s"
+               % (failed or version, reason, proven["version"], answer.get("reason")), failed)
+        return os.path.realpath(os.path.join(root, "current"))
+    os.remove(os.path.join(root, TRIAL))
+    report(root, "rolled-back", "release %s: %s; back on %s" % (failed or version, reason, proven["version"]),
+           failed, proven)
+    return os.path.realpath(os.path.join(root, "current"))
+
+
+def refuse(root, version, proven, reason):
+    """In the agent's memory, a release it pulled and whose agent failed: refused from now on, the installed
+    one the proven one again, and the channel read afresh at the next poll (which reports the refusal).
+    Returns the refused release's number (None for a pushed release: not the agent's to refuse)."""
+    path = os.path.join(root, STATE)
+    state = read_json(path)
+    if state is None or state.get("version") != version:
+        return None
+    number = state.get("release")
+    state.setdefault("failed", {})[str(number)] = reason
+    state["release"], state["version"] = proven.get("release", 0), proven["version"]
+    state["etag"] = state["last_modified"] = None
+    write_json(path, state)
+    return number
+
+
+def report(root, state, error, failed_release, proven=None):
+    """The outcome in the agent's status file until the agent's own first poll reports it (as `failed`)."""
+    path = os.path.join(root, STATUS)
+    status = read_json(path) or {}
+    status.update(state=state, last_error=error, failed_release=failed_release,
+                  last_check=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if proven is not None:
+        status.update(release=proven.get("release"), version=proven["version"], agent_version=proven["version"])
+    write_json(path, status)
+
+
+def watch(root, version, pid, seconds):
+    """Kill the agent `pid` if release `version`'s trial is not over within `seconds`: a hang counts as a
+    failed start. Runs in the agent's process group (its supervisor's or its unit's), which stopping the
+    agent stops; ends early when the agent proves itself or exits."""
+    deadline = time.monotonic() + seconds
+    while still_on_trial(root, version, pid):
+        if time.monotonic() >= deadline:
+            say("release %s's agent did not complete a poll in %d s: stopped" % (version, TRIAL_S))
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(max(0, min(WATCH_STEP_S, deadline - time.monotonic())))
+
+
+def still_on_trial(root, version, pid):
+    """Whether release `version` is still on trial (the agent's proof removes trial.json) and `pid` still
+    runs its agent (or its launcher)."""
+    if (read_json(os.path.join(root, TRIAL)) or {}).get("version") != version:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as file:
+            command = file.read()
+    except OSError:
+        return False
+    return b"device.cli" in command or b"run-agent" in command
+
+
+@contextlib.contextmanager
+def deploy_lock(root):
+    """The root's deploy lock, as `fab deploy` and the agent take it; yields whether it was taken in time."""
+    with open(os.path.join(root, DEPLOY_LOCK), "a") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(1)
+        yield True
+
+
+def daemon_settings(root):
+    """The daemon's /healthz and the health timeout, from the agent's options (one a line, as agent-install
+    writes them; the agent's defaults otherwise)."""
+    try:
+        with open(os.path.join(root, SETTINGS)) as file:
+            options = [line.rstrip("\n") for line in file]
+    except OSError:
+        options = []
+    value = lambda name, default: options[options.index(name) + 1] if name in options[:-1] else default  # noqa: E731
+    return "http://%s/healthz" % value("--daemon-http", "127.0.0.1:8080"), value("--health-timeout", "60")
+
+
+def on_trial(version, start_number):
+    return "release %s's agent is on trial: start %d of %d" % (version, start_number, MAX_STARTS)
+
+
+def last_error(root, version):
+    """The last error line `version`'s agent logged since its trial began, or None."""
+    lines = log_lines(root)
+    began = [i for i, line in enumerate(lines) if on_trial(version, 1) in line]
+    errors = [line for line in lines[began[-1]:] if "Error" in line or "Exception" in line] if began else []
+    return errors[-1] if errors else None
+
+
+def log_lines(root):
+    """The end of the agent's log: the pidfile manager's logs/agent.log, else systemd's journal."""
+    try:
+        with open(os.path.join(root, "logs", "agent.log"), "rb") as file:
+            return [line.decode(errors="replace").strip() for line in file.readlines()[-LOG_SCAN:]]
+    except OSError:
+        pass
+    try:
+        return subprocess.run(["journalctl", "-u", UNIT, "-n", str(LOG_SCAN), "-o", "cat", "--no-pager"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="the deploy root")
+    parser.add_argument("--pid", type=int, help="start: the launcher's pid, which the agent keeps (exec)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("start", help="print the release folder whose agent to run now")
+    watcher = actions.add_parser("watch", help="kill agent PID if release VERSION is on trial after SECONDS")
+    watcher.add_argument("version")
+    watcher.add_argument("pid", type=int)
+    watcher.add_argument("seconds", type=float)
+    args = parser.parse_args(argv)
+    root = os.path.abspath(args.root)
+    if args.action == "watch":
+        watch(root, args.version, args.pid, args.seconds)
+    else:
+        print(start(root, args.pid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
