@@ -230,7 +230,8 @@ def test_a_release_whose_agent_only_rewrites_its_status_is_proven_by_the_watcher
                                    "start"], stdout=subprocess.PIPE, stderr=log, text=True, timeout=60)
         assert done.stdout == f"{root}/releases/r2\n" and trial(root)["starts"] == 1
         proof = root / state.STATE_DIR / state.PROVEN
-        assert wait_until(lambda: json.loads(proof.read_text())["version"] == "r2"), (tmp_path / "launcher.log").read_text()
+        assert wait_until(lambda: json.loads(proof.read_text())["version"] == "r2"), \
+            (tmp_path / "launcher.log").read_text()
         assert json.loads(proof.read_text()) == {"version": "r2", "release": 5}
         assert trial(root) is None and old_agent.poll() is None, "proven: the trial is over, the agent runs on"
         again = start(root)
