@@ -9,21 +9,24 @@ pidfile manager alike, to learn which release's agent to run. install.py agent-i
 its own fallback.
 
     python3 agent_trial.py --root R [--pid PID] start   # prints the release folder whose agent to run now
-    python3 agent_trial.py --root R watch VERSION PID SECONDS   # what `start` leaves running on a trial
+    python3 agent_trial.py --root R watch VERSION PID [SECONDS]   # what `start` leaves running on a trial
 
-Proof: the agent writes agent-state/proven.json ({"version", "release"}) when it has come through a poll
-(whatever the store answered: the code runs) or to an install, naming the release `current` points at if
-that release's device package is the code it runs (so a model-only release is proven by the agent that
-installed it, and a release with a new device package only by its own agent). A `current` release
-other than the proven one is on trial: each start is counted in agent-state/trial.json, and the start after
-MAX_STARTS unproven ones, or any start more than TRIAL_S after the trial began, falls back, holding the deploy
-lock (an agent that hangs instead of crashing is killed by a watcher when TRIAL_S is up, and the supervisor's
-next start goes back): the agent's memory refuses the release (when the agent pulled it; a higher release
-is needed to try again), the release is marked failed, and the proven release's own install.py
-`rollback --to` it returns the daemon and the agent's code together, its health checked. Each step is
-safe to repeat, and the state is written first: a fallback cut short is done again at the next start. If
-this script fails, the launcher runs `current`'s agent as it did before there was a trial. Stdlib only:
-runs on the host.
+Proof: a release's agent code is proven once it has come through a poll (whatever the store answered: the
+code runs). The watcher `start` leaves beside an agent on trial sees that without the agent's help, so that
+releases built before the trial existed (a `fab rollback` to one) are proven too: every agent version rewrites
+agent-state/status.json after each poll, and a rewrite while the agent still runs is proof. The watcher then
+writes agent-state/proven.json ({"version", "release"}) itself; the agent also writes it (for a model-only
+release it installs, which no trial watches). A `current` release other than the proven one is on trial:
+each start is counted in agent-state/trial.json; the start after MAX_STARTS unproven ones, or after the
+watcher killed an agent that completed no poll in TRIAL_S (`hung`: timed by the watcher's own monotonic
+clock, never by wall-clock time, which a reboot or an NTP step would make meaningless), falls back, holding
+the deploy lock: the agent's memory refuses the release (when the agent pulled it; a higher release is needed
+to try again), the release is marked failed, and the proven release's own install.py `rollback --to` it
+returns the daemon and the agent's code together, its health checked. Each step is safe to repeat, and the
+state is written first: a fallback cut short is done again at the next start. A rollback that fails (the
+proven release's daemon unhealthy now) is not tried again at every start: trial.json keeps it, and each start
+runs the proven release's agent code beside `current`'s daemon until a newer release comes. If this script
+fails, the launcher runs `current`'s agent as it did before there was a trial. Stdlib only: runs on the host.
 """
 import argparse
 import contextlib
@@ -43,9 +46,10 @@ STATUS = STATE_DIR + "/status.json"
 SETTINGS = "agent/agent.args"
 DEPLOY_LOCK = ".deploy.lock"
 MAX_STARTS = 3                  # unproven starts of one release's agent before the device goes back
-TRIAL_S = 600                   # a trial older than this is over: the device goes back (a first poll is seconds)
-WATCH_STEP_S = 5                # how often the watcher looks whether the trial is over
+TRIAL_S = 600                   # an agent on trial that completes no poll in this long is killed
+WATCH_STEP_S = 2                # how often the watcher looks for the proof
 LOCK_WAIT_S = 300               # for a push deploy to finish; else the fallback waits for the next start
+ROLLBACK_MARGIN_S = 120         # install.py rollback's limit: two health checks (there and back) and this
 LOG_SCAN = 300                  # lines of the agent's log searched for its last error
 UNIT = "bloomkit-agent.service"  # where systemd runs the agent (its journal)
 
@@ -71,10 +75,9 @@ def say(text):
     print("bloomkit agent trial: " + text, file=sys.stderr, flush=True)
 
 
-def start(root, pid=None, now=None):
+def start(root, pid=None):
     """Count this start of `current`'s agent if it is on trial, fall back if its trial failed; return the
     release folder whose agent to run (as process `pid`, the launcher's: watched while on trial)."""
-    now = time.time() if now is None else now
     current = os.path.realpath(os.path.join(root, "current"))
     version = os.path.basename(current)
     proven = read_json(os.path.join(root, PROVEN)) or {}
@@ -89,27 +92,30 @@ def start(root, pid=None, now=None):
             % (version, proven["version"]))
         return current
     trial = read_json(trial_path) or {}
-    if trial.get("version") != version or not isinstance(trial.get("starts"), int) \
-            or not isinstance(trial.get("since"), (int, float)):
-        trial = {"version": version, "since": now, "starts": 0}
+    if trial.get("version") != version or not isinstance(trial.get("starts"), int):
+        trial = {"version": version, "starts": 0}
+    if trial.get("stuck"):
+        say("release %s's agent failed its trial and going back failed (%s): running release %s's agent"
+            % (version, trial["stuck"], proven["version"]))
+        return back
     trial["starts"] += 1
     write_json(trial_path, trial)
-    if trial["starts"] <= MAX_STARTS and now - trial["since"] <= TRIAL_S:
+    if trial["starts"] <= MAX_STARTS and not trial.get("hung"):
         say(on_trial(version, trial["starts"]) + " to complete a poll")
         if pid is not None:
             subprocess.Popen([sys.executable, os.path.abspath(__file__), "--root", root, "watch", version, str(pid),
-                              "%.0f" % (trial["since"] + TRIAL_S - now)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                              str(TRIAL_S), status_mark(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         return current
-    why = ("%d starts without completing a poll" % (trial["starts"] - 1) if trial["starts"] > MAX_STARTS
-           else "no poll completed in %d s" % TRIAL_S)
+    why = ("hung: no poll completed in %d s" % TRIAL_S if trial.get("hung")
+           else "%d starts without completing a poll" % (trial["starts"] - 1))
     logged = last_error(root, version)
     reason = "its agent did not prove itself (%s)%s" % (why, "; log: " + logged if logged else "")
-    return fall_back(root, version, proven, reason)
+    return fall_back(root, version, proven, reason, trial)
 
 
-def fall_back(root, version, proven, reason):
-    """Back to the proven release, daemon and agent together; the release folder whose agent to run."""
+def fall_back(root, version, proven, reason, trial):
+    """Back to the proven release, daemon and agent together; the release folder whose agent to run (the
+    proven one's, also when its daemon could not come back: that is recorded in the trial, not retried)."""
     say("release %s: %s. Going back to release %s" % (version, reason, proven["version"]))
     script = os.path.join(root, "releases", proven["version"], "lib", "deploy", "host", "install.py")
     url, timeout = daemon_settings(root)
@@ -117,40 +123,52 @@ def fall_back(root, version, proven, reason):
         if not locked:
             say("another deploy holds the lock: going back at the next start")
             return os.path.realpath(os.path.join(root, "current"))
-        failed = refuse(root, version, proven, reason)
-        subprocess.call([sys.executable, script, "--root", root, "mark-failed", version, reason],
-                        stdout=subprocess.DEVNULL)
-        done = subprocess.run([sys.executable, script, "--root", root, "--url", url, "--timeout", str(timeout),
-                               "rollback", "--to", proven["version"]], stdout=subprocess.PIPE, universal_newlines=True)
-    try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        answer = {"ok": False, "reason": "install.py rollback said nothing (exit status %d)" % done.returncode}
+        failed = refuse(root, version, proven, reason, trial)
+        run_install(script, root, ["mark-failed", version, reason], ROLLBACK_MARGIN_S)
+        answer = run_install(script, root, ["--url", url, "--timeout", "%g" % timeout, "rollback", "--to",
+                                            proven["version"]], 2 * timeout + ROLLBACK_MARGIN_S)
     if not answer.get("ok"):
         say("could not go back to release %s: %s" % (proven["version"], answer.get("reason")))
-        report(root, "failed", "release %s: %s; going back to %s failed: %s"
-               % (failed or version, reason, proven["version"], answer.get("reason")), failed)
-        return os.path.realpath(os.path.join(root, "current"))
+        trial["stuck"] = str(answer.get("reason"))
+        write_json(os.path.join(root, TRIAL), trial)
+        report(root, "failed", "release %s: %s; going back to %s failed: %s; running %s's agent"
+               % (failed or version, reason, proven["version"], answer.get("reason"), proven["version"]), failed)
+        return os.path.join(root, "releases", proven["version"])
     os.remove(os.path.join(root, TRIAL))
     report(root, "rolled-back", "release %s: %s; back on %s" % (failed or version, reason, proven["version"]),
            failed, proven)
     return os.path.realpath(os.path.join(root, "current"))
 
 
-def refuse(root, version, proven, reason):
+def run_install(script, root, arguments, seconds):
+    """The proven release's install.py, cut short after `seconds`; its JSON answer ({"ok": False, "reason"}
+    when it gave none)."""
+    try:
+        done = subprocess.run([sys.executable, script, "--root", root] + arguments, stdout=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, universal_newlines=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "reason": "install.py took more than %.0f s: stopped" % seconds}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"ok": False, "reason": "install.py said nothing (exit status %d)" % done.returncode}
+
+
+def refuse(root, version, proven, reason, trial):
     """In the agent's memory, a release it pulled and whose agent failed: refused from now on, the installed
     one the proven one again, and the channel read afresh at the next poll (which reports the refusal).
-    Returns the refused release's number (None for a pushed release: not the agent's to refuse)."""
+    Returns the refused release's number, kept in the trial for a fallback done again (None for a pushed
+    release: not the agent's to refuse)."""
     path = os.path.join(root, STATE)
     state = read_json(path)
-    if state is None or state.get("version") != version:
-        return None
-    number = state.get("release")
-    state.setdefault("failed", {})[str(number)] = reason
-    state["release"], state["version"] = proven.get("release", 0), proven["version"]
-    state["etag"] = state["last_modified"] = None
-    write_json(path, state)
-    return number
+    if state is not None and state.get("version") == version:
+        trial["refused"] = state.get("release")
+        write_json(os.path.join(root, TRIAL), trial)
+        state.setdefault("failed", {})[str(state.get("release"))] = reason
+        state["release"], state["version"] = proven.get("release", 0), proven["version"]
+        state["etag"] = state["last_modified"] = None
+        write_json(path, state)
+    return trial.get("refused")
 
 
 def report(root, state, error, failed_release, proven=None):
@@ -164,30 +182,65 @@ def report(root, state, error, failed_release, proven=None):
     write_json(path, status)
 
 
-def watch(root, version, pid, seconds):
-    """Kill the agent `pid` if release `version`'s trial is not over within `seconds`: a hang counts as a
-    failed start. Runs in the agent's process group (its supervisor's or its unit's), which stopping the
-    agent stops; ends early when the agent proves itself or exits."""
+def status_mark(root):
+    """What tells one write of the agent's status file from another (each is a new file, renamed into place)."""
+    try:
+        stat = os.stat(os.path.join(root, STATUS))
+    except OSError:
+        return "none"
+    return "%d:%d:%d" % (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def watch(root, version, pid, seconds=TRIAL_S, mark=None):
+    """Watch agent `pid` on trial: when it rewrites its status file (`mark`: the file as its start found it),
+    it has come through a poll: prove release `version`. When it has not within `seconds` (at most TRIAL_S,
+    from now: a damaged or hostile argument cannot make it wait longer), kill it and record the hang, which
+    fails the trial at the next start. Runs in the agent's process group (its supervisor's or its unit's),
+    which stopping the agent stops; ends early when the agent proves itself or exits."""
+    seconds = min(max(seconds, 0), TRIAL_S) if seconds == seconds else TRIAL_S     # NaN: the full time
     deadline = time.monotonic() + seconds
+    mark = status_mark(root) if mark is None else mark
     while still_on_trial(root, version, pid):
+        if status_mark(root) != mark and still_on_trial(root, version, pid):
+            prove(root, version)
+            say("release %s's agent has completed a poll: proven" % version)
+            return
         if time.monotonic() >= deadline:
-            say("release %s's agent did not complete a poll in %d s: stopped" % (version, TRIAL_S))
+            trial = read_json(os.path.join(root, TRIAL)) or {}
+            if trial.get("version") == version:
+                trial["hung"] = True
+                write_json(os.path.join(root, TRIAL), trial)
+            say("release %s's agent did not complete a poll in %.0f s: stopped" % (version, seconds))
             os.kill(pid, signal.SIGKILL)
             return
         time.sleep(max(0, min(WATCH_STEP_S, deadline - time.monotonic())))
 
 
+def prove(root, version):
+    """What the agent writes after a poll (device/agent/state.py's prove), for an agent that does not: release
+    `version` and the agent's installed release number (if its state says one)."""
+    release = (read_json(os.path.join(root, STATE)) or {}).get("release")
+    proof = {"version": version, "release": release} if isinstance(release, int) else {"version": version}
+    write_json(os.path.join(root, PROVEN), proof)
+    if (read_json(os.path.join(root, TRIAL)) or {}).get("version") == version:
+        os.remove(os.path.join(root, TRIAL))
+
+
 def still_on_trial(root, version, pid):
-    """Whether release `version` is still on trial (the agent's proof removes trial.json) and `pid` still
-    runs its agent (or its launcher)."""
+    """Whether release `version` is still on trial (a proof removes trial.json) and `pid` still runs its agent
+    or its launcher (a pid reused by another program, the daemon included, is not killed)."""
     if (read_json(os.path.join(root, TRIAL)) or {}).get("version") != version:
         return False
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as file:
             command = file.read()
-    except OSError:
+        with open("/proc/%d/stat" % pid) as file:
+            zombie = file.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
         return False
-    return b"device.cli" in command or b"run-agent" in command
+    if zombie:
+        return False
+    return command == b"" or b"device.cli\0agent\0" in command + b"\0" or b"run-agent" in command   # "": in an exec
 
 
 @contextlib.contextmanager
@@ -216,7 +269,12 @@ def daemon_settings(root):
     except OSError:
         options = []
     value = lambda name, default: options[options.index(name) + 1] if name in options[:-1] else default  # noqa: E731
-    return "http://%s/healthz" % value("--daemon-http", "127.0.0.1:8080"), value("--health-timeout", "60")
+    try:
+        timeout = float(value("--health-timeout", "60"))
+    except ValueError:
+        timeout = 60.0
+    timeout = timeout if 0 <= timeout <= 3600 else 60.0     # NaN, inf: no endless limit for the rollback
+    return "http://%s/healthz" % value("--daemon-http", "127.0.0.1:8080"), timeout
 
 
 def on_trial(version, start_number):
@@ -232,11 +290,14 @@ def last_error(root, version):
 
 
 def log_lines(root):
-    """The end of the agent's log: the pidfile manager's logs/agent.log, else systemd's journal."""
+    """The end of the agent's log: the pidfile manager's logs/agent.log when that is where this start's output
+    goes, else systemd's journal (a logs/agent.log left from the pidfile manager before systemd is no news)."""
+    path = os.path.join(root, "logs", "agent.log")
     try:
-        with open(os.path.join(root, "logs", "agent.log"), "rb") as file:
-            return [line.decode(errors="replace").strip() for line in file.readlines()[-LOG_SCAN:]]
-    except OSError:
+        if os.path.samestat(os.fstat(sys.stderr.fileno()), os.stat(path)):
+            with open(path, "rb") as file:
+                return [line.decode(errors="replace").strip() for line in file.readlines()[-LOG_SCAN:]]
+    except (OSError, ValueError):
         pass
     try:
         return subprocess.run(["journalctl", "-u", UNIT, "-n", str(LOG_SCAN), "-o", "cat", "--no-pager"],
@@ -252,14 +313,16 @@ def main(argv=None):
     parser.add_argument("--pid", type=int, help="start: the launcher's pid, which the agent keeps (exec)")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("start", help="print the release folder whose agent to run now")
-    watcher = actions.add_parser("watch", help="kill agent PID if release VERSION is on trial after SECONDS")
+    watcher = actions.add_parser("watch", help="prove release VERSION when agent PID polls, kill it if it has not "
+                                               "in SECONDS (at most %d)" % TRIAL_S)
     watcher.add_argument("version")
     watcher.add_argument("pid", type=int)
-    watcher.add_argument("seconds", type=float)
+    watcher.add_argument("seconds", type=float, nargs="?", default=TRIAL_S)
+    watcher.add_argument("mark", nargs="?", help="the status file as the start found it")
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
     if args.action == "watch":
-        watch(root, args.version, args.pid, args.seconds)
+        watch(root, args.version, args.pid, args.seconds, args.mark)
     else:
         print(start(root, args.pid))
     return 0

@@ -128,13 +128,29 @@ class Agent:
     def _prove(self) -> None:
         """Record that the release `current` points at has agent code that runs: this code, which has come
         through a poll (whatever the store answered) or to an install. Its launcher's trial of that release is
-        over, and it is where the launcher goes back to if a later release's agent never gets this far."""
+        over, and it is where the launcher goes back to if a later release's agent never gets this far.
+
+        The trial's watcher proves a release on trial by itself (it sees the status file rewritten), which
+        covers agents too old to call this; this is still needed for what no trial watches: a model-only
+        release this agent installs (no restart), and, just before an install, the release being replaced.
+        `current` is read once, so a push switching it meanwhile cannot have one release's code prove another.
+        A full disk is logged and tried again at the next poll: it must not crash the agent (a crash would
+        count against its own trial)."""
         current = self.config.root / "current"
-        if self.code_wheel is None or _wheel_digest(current) != self.code_wheel:
+        try:
+            name = os.path.basename(os.readlink(current))
+        except OSError:
             return
-        proof = {"version": os.path.basename(os.readlink(current)), "release": self.state.release}
+        if self.code_wheel is None or _wheel_digest(self.config.root / "releases" / name) != self.code_wheel:
+            return
+        proof = {"version": name, "release": self.state.release}
         if proof != self.proven:
-            prove(self.dir, **proof)
+            try:
+                prove(self.dir, **proof)
+            except OSError as error:
+                log.warning("could not record that release %s's agent runs (trying again at the next poll): %s",
+                            name, one_line(error))
+                return
             self.proven = proof
 
     def _set(self, state: str, error: str | None) -> None:
