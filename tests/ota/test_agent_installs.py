@@ -14,13 +14,14 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from deploy.build import sha256_file
 from device.agent.state import STATE_DIR
-from tests.conftest import require
+from tests.conftest import fill_disk, require
 from tests.ota.test_agent_refuses import device  # noqa: F401 - the pushed device, shared with the refusals
 from testkit.agentlab import agent_for, publish, serving, set_rollout
 from testkit.webservers import CuttingProxy
@@ -144,15 +145,16 @@ def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_res
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(objects)], capture_output=True)
     require(mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
 
+    part = objects / f"{sha256_file(model)}.part"
+
     def fill_the_disk() -> None:
-        descriptor = os.open(objects / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(descriptor, bytes(1 << 20)):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(descriptor)
+        # Once the agent has written some of the model: what the proxy passed may still sit unread in socket
+        # buffers (under load most of it, at times before the agent had opened its .part), and filling the disk
+        # then leaves an empty .part: nothing to resume with Range.
+        deadline = time.monotonic() + 30
+        while not (part.is_file() and part.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fill_disk(objects)
     proxy = CuttingProxy(server.port, cut_after=model.stat().st_size // 2, instead=fill_the_disk)
     try:
         agent = agent_for(device, f"{proxy.url}/channels/stable.json", trusted)
@@ -163,8 +165,7 @@ def test_a_disk_that_fills_up_during_a_download_is_refused_and_the_next_poll_res
         assert "disk full while downloading" in caplog.text
         assert serving(device.daemon.http) == served                       # still on its release
         assert not list((root / "releases").glob(".incoming-*"))
-        part = objects / f"{sha256_file(model)}.part"                   # what arrived: a prefix, kept
-        assert 0 < part.stat().st_size < model.stat().st_size
+        assert 0 < part.stat().st_size < model.stat().st_size              # what arrived: a prefix, kept
         assert model.read_bytes().startswith(part.read_bytes())
 
         (objects / "filler").unlink()                                     # room again: the next poll resumes
