@@ -6,7 +6,7 @@ import select
 import signal
 import socket
 import time
-from typing import IO
+from typing import IO, Callable
 
 
 def default_sigint() -> None:
@@ -20,6 +20,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, step: float = 0.1) -> bool:
+    """Whether `condition()` came true within `timeout` seconds, asked every `step` seconds and once more at the
+    end: for what a test waits on in another process or thread."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
 
 
 def read_until(pipe: IO[str], text: str, timeout: float) -> str:

@@ -18,6 +18,7 @@ from device.errors import UserError
 from device.daemon.sampling import policy_from
 from device.daemon.sources import Frame
 from device.samples import IMAGE, SIDECAR, SampleStore, complete_names, read_sample
+from testkit.processes import wait_until
 
 LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 
@@ -46,13 +47,8 @@ def unsure() -> np.ndarray:
     return np.array([0.1, 0.1, 0.45, 0.05, 0.3], dtype=np.float32)
 
 
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError("timed out")
+def wait_for(condition, timeout=10.0):
+    assert wait_until(condition, timeout, step=0.01), "timed out"
 
 
 def collector(folder: Path, budget: int = 200_000_000, **policy) -> Collector:
@@ -91,7 +87,7 @@ def test_a_thumbnail_is_made_only_when_asked_and_the_worker_yields_the_cpu_to_in
     c = collector(tmp_path)
     for number in range(2):
         c.offer(frame, unsure(), Model(), number)
-    wait_until(lambda: c.store.count == 2)
+    wait_for(lambda: c.store.count == 2)
     worker = Path(f"/proc/self/task/{c._worker.native_id}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(worker[16]) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10), "the worker's nice value"
     c.close()
@@ -106,13 +102,13 @@ def test_a_thumbnail_is_made_only_when_asked_and_the_worker_yields_the_cpu_to_in
 def test_the_budget_holds_and_the_oldest_samples_go_first(tmp_path, frame):
     c = collector(tmp_path, budget=10**9, margin=1.0)
     c.offer(frame, unsure(), Model(), 1)
-    wait_until(lambda: c.store.count == 1)
+    wait_for(lambda: c.store.count == 1)
     one = c.store.total
     c.close()
     c = collector(tmp_path, budget=int(one * 3.5), margin=1.0)
     for number in range(2, 9):
         c.offer(frame, unsure(), Model(), number)
-        wait_until(lambda: sum(c.kept.values()) == number - 1)
+        wait_for(lambda: sum(c.kept.values()) == number - 1)
     c.close()
     names = complete_names(tmp_path)
     assert len(names) == 3 and c.store.total <= int(one * 3.5)
@@ -157,7 +153,7 @@ def test_a_paused_collection_tries_again_and_resumes(tmp_path, frame, monkeypatc
     blocker.unlink()  # the user fixed it
     time.sleep(0.25)
     c.offer(frame, unsure(), Model(), 1)
-    wait_until(lambda: c.status()["state"] == "on")
+    wait_for(lambda: c.status()["state"] == "on")
     c.close()
     assert len(complete_names(blocker)) == 1
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.processes import wait_until
+
 SERVICE = Path(__file__).resolve().parents[2] / "deploy" / "host" / "service.py"
 # Like the real launcher: execs a long-running Python whose command line names device.cli.
 LAUNCHER = '#!/bin/sh\nexec "{python}" -c "import time; print(\'up\', flush=True); time.sleep(60)" device.cli run\n'
@@ -77,10 +79,7 @@ def test_a_stale_or_foreign_pid_is_not_the_daemon(root):
 
 
 def wait_for(condition, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
+    return wait_until(condition, timeout, step=0.05)
 
 
 def test_a_daemon_that_dies_is_restarted_and_a_clean_exit_is_not(root):

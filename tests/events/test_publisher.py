@@ -7,6 +7,7 @@ import pytest
 
 from device.daemon.mqtt import Credentials, MqttError, MqttPublisher, Tls, parse_broker_url
 from testkit.mosquitto import Mosquitto, TestCa, retained
+from testkit.processes import wait_until
 
 pytestmark = pytest.mark.usefixtures("mosquitto_installed")  # each test starts a broker
 
@@ -19,13 +20,8 @@ def publisher_for(port: int, scheme: str = "mqtt", **kwargs) -> MqttPublisher:
     return publisher
 
 
-def wait_until(condition, timeout: float = 20.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
+    assert wait_until(condition, timeout, step=0.05), f"timed out waiting for {what}"
 
 
 def test_anonymous_broker_gets_availability_and_retained_state(broker, recorders):
@@ -48,13 +44,13 @@ def test_password_broker_takes_the_right_credentials_and_refuses_wrong_ones(tmp_
     broker = Mosquitto(tmp_path, password=("pi", "s3cret"))
     try:
         good = publisher_for(broker.port, credentials=Credentials("pi", "s3cret"))
-        wait_until(lambda: good.status()["connected"], what="a connection with the right password")
+        wait_for(lambda: good.status()["connected"], what="a connection with the right password")
         good.publish("bloomkit/t/state", b"x", retain=True)
-        wait_until(lambda: retained(broker.port, "bloomkit/t/state", 0.3, credentials=("pi", "s3cret")),
+        wait_for(lambda: retained(broker.port, "bloomkit/t/state", 0.3, credentials=("pi", "s3cret")),
                    what="the state")
         good.close()
         bad = publisher_for(broker.port, credentials=Credentials("pi", "wrong"))
-        wait_until(lambda: bad.status()["error"], what="an error")
+        wait_for(lambda: bad.status()["error"], what="an error")
         assert not bad.status()["connected"] and "refused" in bad.status()["error"]
         assert "wrong" not in repr(Credentials("pi", "wrong"))
         bad.close()
@@ -69,7 +65,7 @@ def test_tls_broker_with_a_test_ca(tmp_path, client_certificate):
     try:
         tls = Tls(ca.ca_pem, ca.client_pem, ca.client_key) if client_certificate else Tls(ca.ca_pem)
         publisher = publisher_for(broker.port, "mqtts", tls=tls)
-        wait_until(lambda: publisher.status()["connected"], what="a TLS connection")
+        wait_for(lambda: publisher.status()["connected"], what="a TLS connection")
         publisher.close()
         untrusted = publisher_for(broker.port, "mqtts")  # the system's CAs do not know the test CA
         time.sleep(1.5)
@@ -96,7 +92,7 @@ def test_the_queue_keeps_order_across_a_broker_restart_and_drops_only_the_oldest
         publisher.publish("bloomkit/t/events", {"n": 0})
         recorder.wait(lambda: recorder.on("bloomkit/t/events"), what="the first event")
         broker.stop()
-        wait_until(lambda: not publisher.status()["connected"], what="the publisher to notice")
+        wait_for(lambda: not publisher.status()["connected"], what="the publisher to notice")
         for n in range(1, 51):  # 50 events into a queue of 40: the 10 oldest go
             publisher.publish("bloomkit/t/events", {"n": n})
         for label in ("roses", "daisy", "tulips"):  # retained: only the latest is kept, in one queue slot
@@ -120,9 +116,9 @@ def test_retained_topics_are_published_again_to_a_broker_that_lost_them(broker):
     publisher = publisher_for(broker.port)
     try:
         publisher.publish("bloomkit/t/state", {"label": "roses"}, retain=True)
-        wait_until(lambda: retained(broker.port, "bloomkit/t/state", 0.3), what="the state")
+        wait_for(lambda: retained(broker.port, "bloomkit/t/state", 0.3), what="the state")
         broker.restart()  # no persistence: the broker forgets every retained message
-        wait_until(lambda: retained(broker.port, "bloomkit/t/#", 0.3).get("bloomkit/t/state") == b'{"label":"roses"}',
+        wait_for(lambda: retained(broker.port, "bloomkit/t/#", 0.3).get("bloomkit/t/state") == b'{"label":"roses"}',
                    timeout=40, what="the state published again")
         assert retained(broker.port, AVAILABILITY, 0.3)[AVAILABILITY] == b"online"
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 from deploy.build import sha256_file
 from device.agent.state import STATE_DIR
 from testkit.agentlab import THIS_TARGET, changed_package, publish, read_status, serving
+from testkit.processes import wait_until
 from testkit.sshlab import run_fab
 
 
@@ -35,12 +35,7 @@ def command_line(pid: int) -> str:
 
 
 def wait_for(condition, timeout: float = 180.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return condition()
+    return wait_until(condition, timeout, step=0.5)
 
 
 pytestmark = pytest.mark.slow

@@ -19,6 +19,7 @@ from deploy.host.layout import AGENT_LAUNCHER, AGENT_SYSTEMD_UNIT, AGENT_TRIAL, 
 from device.agent import agent as agent_module
 from device.agent import state
 from device.agent.agent import Agent, AgentConfig
+from testkit.processes import wait_until
 from tests.conftest import REPO, free_port
 
 TRIAL_SCRIPT = REPO / "deploy" / "host" / AGENT_TRIAL
@@ -202,15 +203,6 @@ def test_the_fallback_checks_the_daemon_where_the_agent_does(tmp_path, options, 
     (tmp_path / "agent").mkdir()
     (tmp_path / "agent" / "agent.args").write_text(options)
     assert agent_trial.daemon_settings(str(tmp_path)) == expected
-
-
-def wait_until(condition, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_a_release_whose_agent_only_rewrites_its_status_is_proven_by_the_watcher_and_stays(tmp_path):

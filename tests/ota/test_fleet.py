@@ -5,13 +5,13 @@ back there, widening it is refused naming those devices; the next release goes 1
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from deploy.build import sha256_file
 from device.agent.rollout import bucket
+from testkit.processes import wait_until
 from testkit.sshlab import run_fab
 from testkit.agentlab import AgentFleet, publish, serving
 from tests.ota.test_agent_refuses import device  # noqa: F401 - its venv is the fleet's "image"
@@ -23,12 +23,7 @@ POLL_S = 2
 
 
 def wait_for(what: str, condition, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    assert wait_until(condition, timeout, step=0.5), f"timed out waiting for {what}"
 
 
 @pytest.fixture
