@@ -5,15 +5,18 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "w", newline: str | None = None,
+                 before_rename: Callable[[str], None] | None = None) -> Iterator[IO]:
     """Yield a temporary file beside `path`; on success fsync it and rename it over `path`.
 
     If the block raises (or the process is killed), `path` keeps its old content and the
     temporary file is removed (or, after a kill, left as a hidden `.NAME.*.tmp`).
+    `before_rename(temporary)`, if given, sets what must be set on the complete file before anyone can
+    read it (a publishing store: its mode and mtime).
     """
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -23,6 +26,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", newline: str | None =
             yield file
             file.flush()
             os.fsync(file.fileno())
+        if before_rename is not None:
+            before_rename(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

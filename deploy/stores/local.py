@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
 
-from device.atomic import fsync_directory
+from device.atomic import atomic_write
 from deploy.stores import StoreError, move_past_the_old_second
 
 
@@ -32,19 +31,15 @@ class LocalStore:
     def _atomic(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         """Write `key` beside its place, give it a later mtime than the file it replaces, rename it into place."""
         target = self._path(key)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                write(file)
-                file.flush()
-                os.fsync(file.fileno())
+
+        def publishable(temporary: str) -> None:
             os.chmod(temporary, 0o644)
             move_past_the_old_second(os.stat, os.utime, temporary, target)
-            os.replace(temporary, target)
+        try:
+            with atomic_write(target, "wb", before_rename=publishable) as file:
+                write(file)
         except OSError as error:
-            Path(temporary).unlink(missing_ok=True)
             raise StoreError(f"cannot write {target}: {error.strerror}") from None
-        fsync_directory(target.parent)
 
     def put_file(self, key: str, path: Path) -> None:
         def copy(file: BinaryIO) -> None:
